@@ -1,0 +1,44 @@
+/** The `wallet` command. */
+import { Command, Option } from 'commander';
+import { ConfigError, loadConfig, ROLES, type Role } from '../config/index.js';
+import { startServer } from '../server.js';
+import { registerOpsCommands } from './ops.js';
+
+const program = new Command('wallet').description('The wallet platform: API, ledger and operations').showHelpAfterError();
+
+program
+  .command('serve')
+  .description('run the platform roles (default: all, in this process)')
+  .addOption(new Option('--roles <roles>', `comma-separated roles: ${ROLES.join(', ')}`))
+  .action(async (opts: { roles?: string }) => {
+    const config = loadConfig(process.env, opts.roles ? { roles: opts.roles.split(',').map((r) => r.trim()) } : {});
+    const server = await startServer(config, config.roles as Role[]);
+    if (server.url) {
+      process.stdout.write(`\nwallet platform listening on ${server.url}\n  API:  ${server.url}/v1\n  docs: ${server.url}/docs\n  roles: ${config.roles.join(', ')}\n\n`);
+    } else {
+      process.stdout.write(`wallet platform running roles: ${config.roles.join(', ')}\n`);
+    }
+    let stopping = false;
+    const shutdown = (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      process.stdout.write(`\n${signal}: stopping (finishing requests in flight)...\n`);
+      server.stop().then(
+        () => process.exit(0),
+        (err) => {
+          process.stderr.write(`shutdown failed: ${(err as Error).message}\n`);
+          process.exit(1);
+        },
+      );
+    };
+    process.on('SIGINT', () => shutdown('SIGINT'));
+    process.on('SIGTERM', () => shutdown('SIGTERM'));
+  });
+
+registerOpsCommands(program);
+
+program.parseAsync(process.argv).catch((err: unknown) => {
+  if (err instanceof ConfigError) process.stderr.write(`configuration error: ${err.message}\n`);
+  else process.stderr.write(`wallet: ${(err as Error).message ?? String(err)}\n`);
+  process.exit(1);
+});

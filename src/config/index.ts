@@ -1,0 +1,143 @@
+/**
+ * One validated, frozen configuration object. Every setting has an environment variable (the
+ * names are part of the product's interface, see README) and may also come from the JSON file
+ * named by WALLET_CONFIG (environment wins over the file). Invalid values stop the process with
+ * an error naming the variable; production refuses the development secrets.
+ */
+import { readFileSync } from 'node:fs';
+import { Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Value, ValuePointer } from '@sinclair/typebox/value';
+
+export const ROLES = ['api', 'relay', 'fraud', 'notify', 'workers', 'maintenance', 'gateway'] as const;
+export type Role = (typeof ROLES)[number];
+
+/** Development-only secrets: fine on a laptop, refused when NODE_ENV=production. */
+export const DEV_SECRETS = {
+  jwtSecret: 'dev-only-jwt-secret-change-me-0123456789abcdef',
+  receiptSigningKey: 'dev-only-receipt-signing-key-change-me-0123456789',
+  // 32 bytes, base64: the key-encryption key of the card vault.
+  vaultKeks: 'dev1:ZGV2LW9ubHktdmF1bHQta2VrLTMyLWJ5dGVzLWxvbmc=',
+} as const;
+
+const Int = (min: number, max: number, dflt: number) => Type.Integer({ minimum: min, maximum: max, default: dflt });
+
+/** key → [environment variable, schema]. */
+const settings = {
+  nodeEnv: ['NODE_ENV', Type.Union([Type.Literal('development'), Type.Literal('production'), Type.Literal('test')], { default: 'development' })],
+  logLevel: ['LOG_LEVEL', Type.Union(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((l) => Type.Literal(l)), { default: 'info' })],
+  port: ['PORT', Int(0, 65535, 8080)],
+  host: ['HOST', Type.Optional(Type.String({ minLength: 1 }))],
+  publicBaseUrl: ['PUBLIC_BASE_URL', Type.Optional(Type.String({ pattern: '^https?://' }))],
+  databaseUrl: ['DATABASE_URL', Type.Optional(Type.String({ pattern: '^postgres(ql)?://' }))],
+  topologyFile: ['WALLET_TOPOLOGY', Type.Optional(Type.String({ minLength: 1 }))],
+  dataDir: ['WALLET_DATA_DIR', Type.String({ minLength: 1, default: './.data' })],
+  embeddedPgPort: ['EMBEDDED_PG_PORT', Int(1024, 32767, 15432)],
+  redisUrl: ['REDIS_URL', Type.Optional(Type.String({ pattern: '^rediss?://' }))],
+  natsUrl: ['NATS_URL', Type.Optional(Type.String({ pattern: '^nats://' }))],
+  roles: ['WALLET_ROLES', Type.Array(Type.Union(ROLES.map((r) => Type.Literal(r))), { minItems: 1, default: [...ROLES] })],
+  dbPoolMax: ['DB_POOL_MAX', Int(1, 1000, 20)],
+  dbStatementTimeoutMs: ['DB_STATEMENT_TIMEOUT_MS', Int(100, 600_000, 15_000)],
+
+  jwtSecret: ['JWT_SECRET', Type.String({ minLength: 32, default: DEV_SECRETS.jwtSecret })],
+  jwtIssuer: ['JWT_ISSUER', Type.String({ minLength: 1, default: 'wallet-platform' })],
+  jwtAudience: ['JWT_AUDIENCE', Type.String({ minLength: 1, default: 'wallet-api' })],
+  jwtTtlSeconds: ['JWT_TTL_SECONDS', Int(60, 86_400, 3600)],
+  receiptSigningKey: ['RECEIPT_SIGNING_KEY', Type.String({ minLength: 32, default: DEV_SECRETS.receiptSigningKey })],
+  receiptUrlTtlSeconds: ['RECEIPT_URL_TTL_SECONDS', Int(60, 30 * 86_400, 7 * 86_400)],
+  vaultKeks: ['VAULT_KEKS', Type.String({ pattern: '^[A-Za-z0-9_-]+:[A-Za-z0-9+/=]+(,[A-Za-z0-9_-]+:[A-Za-z0-9+/=]+)*$', default: DEV_SECRETS.vaultKeks })],
+  vaultActiveKek: ['VAULT_ACTIVE_KEK', Type.Optional(Type.String({ minLength: 1 }))],
+
+  bodyLimitBytes: ['BODY_LIMIT_BYTES', Int(1024, 1_048_576, 16_384)],
+  maxAmountMinor: ['MAX_AMOUNT_MINOR', Int(1, Number.MAX_SAFE_INTEGER, 100_000_000)],
+  merchantFeeBps: ['MERCHANT_FEE_BPS', Int(0, 10_000, 0)],
+  idempotencyTtlHours: ['IDEMPOTENCY_TTL_HOURS', Int(24, 24 * 30, 48)],
+  idempotencyInFlightMax: ['IDEMPOTENCY_IN_FLIGHT_MAX', Int(100, 10_000_000, 100_000)],
+  holdExpiryMinutes: ['HOLD_EXPIRY_MINUTES', Int(1, 60 * 24 * 30, 7 * 24 * 60)],
+  networkTimeoutMs: ['NETWORK_TIMEOUT_MS', Int(10, 60_000, 3000)],
+
+  ledgerBatchMaxSize: ['LEDGER_BATCH_MAX_SIZE', Int(1, 10_000, 500)],
+  ledgerBatchWindowMs: ['LEDGER_BATCH_WINDOW_MS', Int(0, 1000, 2)],
+  ledgerQueueMax: ['LEDGER_QUEUE_MAX', Int(1, 1_000_000, 20_000)],
+  ledgerConcurrentBatches: ['LEDGER_CONCURRENT_BATCHES', Int(1, 64, 3)],
+  ledgerBatchRetries: ['LEDGER_BATCH_RETRIES', Int(0, 20, 5)],
+  ledgerSystemSubAccounts: ['LEDGER_SYSTEM_SUB_ACCOUNTS', Int(1, 256, 16)],
+
+  loginMaxFailuresPerAccount: ['LOGIN_MAX_FAILURES_PER_ACCOUNT', Int(1, 1000, 10)],
+  loginMaxFailuresPerIp: ['LOGIN_MAX_FAILURES_PER_IP', Int(1, 100_000, 100)],
+  loginWindowSeconds: ['LOGIN_WINDOW_SECONDS', Int(60, 86_400, 900)],
+
+  maintenanceIntervalMs: ['MAINTENANCE_INTERVAL_MS', Int(100, 3_600_000, 60_000)],
+  partitionsAheadMonths: ['PARTITIONS_AHEAD_MONTHS', Int(1, 36, 3)],
+} as const satisfies Record<string, readonly [string, TSchema]>;
+
+type Settings = typeof settings;
+const ConfigSchema = Type.Object(
+  Object.fromEntries(Object.entries(settings).map(([k, [, s]]) => [k, s])) as { [K in keyof Settings]: Settings[K][1] },
+  { additionalProperties: false },
+);
+export type Config = Readonly<Static<typeof ConfigSchema>>;
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+function parseEnvValue(key: keyof Settings, raw: string): unknown {
+  if (key === 'roles') return raw.split(',').map((r) => r.trim()).filter(Boolean);
+  return raw;
+}
+
+/** Builds the configuration from an environment (process.env by default) and WALLET_CONFIG. */
+export function loadConfig(env: Record<string, string | undefined> = process.env, overrides: Partial<Record<keyof Settings, unknown>> = {}): Config {
+  const input: Record<string, unknown> = {};
+  const file = env.WALLET_CONFIG;
+  if (file) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(readFileSync(file, 'utf8'));
+    } catch (err) {
+      throw new ConfigError(`WALLET_CONFIG: cannot read ${file} as JSON (${(err as Error).message})`);
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new ConfigError('WALLET_CONFIG: the file must hold a JSON object');
+    for (const [k, v] of Object.entries(parsed)) {
+      if (!(k in settings)) throw new ConfigError(`WALLET_CONFIG: unknown key "${k}"`);
+      input[k] = v;
+    }
+  }
+  for (const [key, [name]] of Object.entries(settings) as [keyof Settings, Settings[keyof Settings]][]) {
+    const raw = env[name];
+    if (raw !== undefined && raw !== '') input[key] = parseEnvValue(key, raw);
+  }
+  Object.assign(input, overrides);
+
+  const withDefaults = Value.Default(ConfigSchema, Value.Convert(ConfigSchema, input)) as Record<string, unknown>;
+  const firstError = Value.Errors(ConfigSchema, withDefaults).First();
+  if (firstError) {
+    const key = firstError.path.split('/')[1] as keyof Settings | undefined;
+    const name = key && key in settings ? settings[key][0] : firstError.path;
+    throw new ConfigError(`${name}: ${firstError.message} (got ${JSON.stringify(ValuePointer.Get(withDefaults, firstError.path))})`);
+  }
+  const config = withDefaults as Config;
+  if (config.nodeEnv === 'production') refuseDevelopmentSecrets(config);
+  return Object.freeze({ ...config, roles: Object.freeze([...config.roles]) }) as Config;
+}
+
+function refuseDevelopmentSecrets(config: Config): void {
+  const defaults: [keyof typeof DEV_SECRETS, string][] = [
+    ['jwtSecret', 'JWT_SECRET'],
+    ['receiptSigningKey', 'RECEIPT_SIGNING_KEY'],
+    ['vaultKeks', 'VAULT_KEKS'],
+  ];
+  for (const [key, name] of defaults) {
+    if (config[key] === DEV_SECRETS[key]) throw new ConfigError(`${name}: production refuses the development default; set a secret of your own`);
+  }
+  if (config.vaultKeks.includes(DEV_SECRETS.vaultKeks.split(':')[1]!)) throw new ConfigError('VAULT_KEKS: production refuses the development key');
+}
+
+/** Where the API is reachable, for links (receipt URLs) and the start-up banner. */
+export function publicBaseUrl(config: Config, listeningPort = config.port): string {
+  return config.publicBaseUrl ?? `http://${config.host ?? '127.0.0.1'}:${listeningPort}`;
+}
+
+export function listenHost(config: Config): string {
+  return config.host ?? (config.nodeEnv === 'production' ? '0.0.0.0' : '127.0.0.1');
+}

@@ -1,0 +1,70 @@
+/**
+ * A user's history, newest first, from the monthly-partitioned transactions table.
+ * Index: transactions_history (user_id, created_at desc, id desc) serves every page; keyset
+ * cursors continue after (created_at, id) without counting skipped rows.
+ */
+import type { Sql } from '../db/index.js';
+import type { HistoryRow } from '../ledger/types.js';
+
+export interface HistoryQuery {
+  userId: string;
+  limit: number;
+  offset?: number;
+  cursor?: { createdAt: Date; id: string };
+  currency?: string;
+  type?: HistoryRow['type'];
+  from?: Date;
+  /** exclusive */
+  to?: Date;
+}
+
+export interface HistoryItem {
+  id: string;
+  type: HistoryRow['type'];
+  direction: HistoryRow['direction'];
+  amount: bigint;
+  currency: string;
+  status: HistoryRow['status'];
+  counterparty?: string;
+  note?: string;
+  walletId: string;
+  createdAt: Date;
+}
+
+export function encodeCursor(item: { createdAt: Date; id: string }): string {
+  return Buffer.from(`${item.createdAt.toISOString()}|${item.id}`).toString('base64url');
+}
+
+export function decodeCursor(cursor: string): { createdAt: Date; id: string } | undefined {
+  const [at, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
+  const createdAt = new Date(at ?? '');
+  if (!id || Number.isNaN(createdAt.getTime()) || id.length > 64) return undefined;
+  return { createdAt, id };
+}
+
+export async function historyPage(sql: Sql, q: HistoryQuery): Promise<{ items: HistoryItem[]; nextCursor?: string }> {
+  const rows = await sql`
+    select id, type, direction, amount, currency, status, counterparty, note, wallet_id, created_at
+    from transactions
+    where user_id = ${q.userId}
+      ${q.currency ? sql`and currency = ${q.currency}` : sql``}
+      ${q.type ? sql`and type = ${q.type}` : sql``}
+      ${q.from ? sql`and created_at >= ${q.from}` : sql``}
+      ${q.to ? sql`and created_at < ${q.to}` : sql``}
+      ${q.cursor ? sql`and (created_at, id) < (${q.cursor.createdAt}, ${q.cursor.id})` : sql``}
+    order by created_at desc, id desc
+    limit ${q.limit + 1} ${q.offset ? sql`offset ${q.offset}` : sql``}`;
+  const items: HistoryItem[] = rows.slice(0, q.limit).map((r) => ({
+    id: r.id,
+    type: r.type,
+    direction: r.direction,
+    amount: r.amount,
+    currency: r.currency,
+    status: r.status,
+    ...(r.counterparty !== null ? { counterparty: r.counterparty } : {}),
+    ...(r.note !== null ? { note: r.note } : {}),
+    walletId: r.wallet_id,
+    createdAt: r.created_at,
+  }));
+  return rows.length > q.limit ? { items, nextCursor: encodeCursor(items[items.length - 1]!) } : { items };
+}

@@ -1,0 +1,505 @@
+/**
+ * The batching engine (group commit). Commands queue per cluster; a batch closes after
+ * `batchWindowMs` or `batchMaxSize` commands; one transaction locks every touched row in a
+ * global order (payments, then pending transfers, then accounts, each by id ascending, so
+ * concurrent batches of any process never deadlock), applies each command in order against the
+ * running balances (a refused command does not fail its neighbours), writes all rows with one
+ * set-based statement per table, and commits once. Callers are answered after the commit.
+ *
+ * A batch that fails on a transient error (serialization, deadlock, lost connection, a
+ * concurrent duplicate key) is retried whole from fresh locks; nothing of it is visible until
+ * commit, so a batch is never half-applied. When retries are exhausted each command is run
+ * alone once, so one bad command cannot take its neighbours down with it.
+ */
+import { createHash } from 'node:crypto';
+import type { Db, Queryable, Sql } from '../db/index.js';
+import { problem } from '../http/problem.js';
+import { stringifyJson } from '../shared/json.js';
+import type { AccountState, Answer, Applied, BatchView, Command, CommandResult, HistoryRow, Op, OutboxEvent, PaymentState, PendingTransferState, TopupRow } from './types.js';
+
+export interface EngineOptions {
+  batchMaxSize: number;
+  batchWindowMs: number;
+  queueMax: number;
+  concurrentBatches: number;
+  retries: number;
+}
+
+export interface EngineMetrics {
+  batchCommitted(size: number, durationMs: number): void;
+  batchFailed(reason: string): void;
+  queueDepth(cluster: string, depth: number): void;
+}
+
+export class EngineUnavailable extends Error {
+  constructor(readonly reason: 'queue_full' | 'batch_failed' | 'stopped', message: string) {
+    super(message);
+  }
+}
+
+interface Pending {
+  cmd: Command;
+  resolve(r: CommandResult): void;
+  reject(e: Error): void;
+}
+
+export interface LedgerEngine {
+  submit(cmd: Command): Promise<CommandResult>;
+  /** waits for queued work to finish; new submissions are refused */
+  stop(): Promise<void>;
+  depth(): number;
+}
+
+export function requestHash(parts: unknown): string {
+  return createHash('sha256').update(stringifyJson(parts)).digest('base64url');
+}
+
+export function createLedgerEngine(db: Db, opts: EngineOptions, metrics?: EngineMetrics): LedgerEngine {
+  const queues = new Map(db.clusters.map((c) => [c.name, new ClusterQueue(c.name, c.sql, opts, metrics)]));
+  return {
+    submit(cmd) {
+      return queues.get(db.forShard(cmd.shard).name)!.submit(cmd);
+    },
+    async stop() {
+      await Promise.all([...queues.values()].map((q) => q.stop()));
+    },
+    depth() {
+      let d = 0;
+      for (const q of queues.values()) d += q.depth();
+      return d;
+    },
+  };
+}
+
+const TRANSIENT_SQLSTATES = new Set(['40001', '40P01', '55P03', '57P01', '57P02', '57P03', '08000', '08003', '08006', '23505']);
+
+function isTransient(err: unknown): boolean {
+  const e = err as { code?: string; errno?: string };
+  return (e.code !== undefined && (TRANSIENT_SQLSTATES.has(e.code) || e.code.startsWith('CONNECT') || e.code === 'ECONNRESET' || e.code === 'ECONNREFUSED')) || e.errno === 'ECONNRESET';
+}
+
+class ClusterQueue {
+  private queue: Pending[] = [];
+  private running = 0;
+  private timer: NodeJS.Timeout | undefined;
+  private stopped = false;
+  private idle: (() => void)[] = [];
+
+  constructor(
+    private readonly name: string,
+    private readonly sql: Sql,
+    private readonly opts: EngineOptions,
+    private readonly metrics?: EngineMetrics,
+  ) {}
+
+  depth(): number {
+    return this.queue.length;
+  }
+
+  submit(cmd: Command): Promise<CommandResult> {
+    if (this.stopped) return Promise.reject(new EngineUnavailable('stopped', 'the ledger is shutting down'));
+    if (this.queue.length >= this.opts.queueMax) return Promise.reject(new EngineUnavailable('queue_full', 'the ledger queue is full'));
+    return new Promise((resolve, reject) => {
+      this.queue.push({ cmd, resolve, reject });
+      this.metrics?.queueDepth(this.name, this.queue.length);
+      this.schedule();
+    });
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.queue.length === 0 && this.running === 0) return;
+    await new Promise<void>((ok) => this.idle.push(ok));
+  }
+
+  private schedule(): void {
+    if (this.running >= this.opts.concurrentBatches || this.queue.length === 0) return;
+    if (this.queue.length >= this.opts.batchMaxSize || this.opts.batchWindowMs === 0) {
+      this.flush();
+    } else if (!this.timer) {
+      this.timer = setTimeout(() => this.flush(), this.opts.batchWindowMs);
+    }
+  }
+
+  private flush(): void {
+    if (this.timer) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    if (this.running >= this.opts.concurrentBatches || this.queue.length === 0) return;
+    const batch = this.queue.splice(0, this.opts.batchMaxSize);
+    this.metrics?.queueDepth(this.name, this.queue.length);
+    this.running++;
+    void this.runBatch(batch).finally(() => {
+      this.running--;
+      if (this.queue.length > 0) this.flush();
+      else if (this.running === 0) this.idle.splice(0).forEach((f) => f());
+    });
+    if (this.queue.length > 0) this.schedule();
+  }
+
+  private async runBatch(batch: Pending[]): Promise<void> {
+    const started = performance.now();
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const results = await executeBatch(this.sql, batch.map((p) => p.cmd));
+        this.metrics?.batchCommitted(batch.length, performance.now() - started);
+        batch.forEach((p, i) => p.resolve(results[i]!));
+        return;
+      } catch (err) {
+        const transient = isTransient(err);
+        this.metrics?.batchFailed(transient ? 'transient' : 'error');
+        if (transient && attempt < this.opts.retries) {
+          await new Promise((r) => setTimeout(r, Math.min(100, 2 ** attempt) * (0.5 + Math.random())));
+          continue;
+        }
+        if (batch.length > 1) {
+          // Isolate: each command alone, so one poisoned command fails only itself.
+          for (const p of batch) await this.runBatch([p]);
+          return;
+        }
+        batch[0]!.reject(err instanceof Error ? err : new Error(String(err)));
+        return;
+      }
+    }
+  }
+}
+
+function answerOf(result: Answer, replayed = false, json?: string): CommandResult {
+  return { ...result, replayed, json: json ?? stringifyJson(result.body) };
+}
+
+/** Runs one batch in one transaction; returns each command's result in order. */
+export async function executeBatch(sql: Sql, cmds: Command[]): Promise<CommandResult[]> {
+  return sql.begin(async (tx) => {
+    const now = new Date();
+    const accountIds = uniqueSorted(cmds.flatMap((c) => c.accounts));
+    const paymentIds = uniqueSorted(cmds.flatMap((c) => c.payments ?? []));
+    const transferIds = uniqueSorted(cmds.flatMap((c) => c.pendingTransfers ?? []));
+    const idem = cmds.filter((c) => c.idempotency).map((c) => c.idempotency!);
+
+    // Locks in the global order; the idempotency lookup rides the same round trip.
+    const [payments, transfers, accounts, existing] = await Promise.all([
+      paymentIds.length ? lockPayments(tx, paymentIds) : new Map<string, PaymentState>(),
+      transferIds.length ? lockPendingTransfers(tx, transferIds) : new Map<string, PendingTransferState>(),
+      accountIds.length ? lockAccounts(tx, accountIds) : new Map<string, AccountState>(),
+      idem.length ? findIdempotencyRecords(tx, idem) : new Map<string, IdemRecord>(),
+    ]);
+    const state = new BatchState(now, accounts, transfers, payments);
+    const results: CommandResult[] = [];
+    const writes = new Writes();
+    for (const cmd of cmds) results.push(applyOne(cmd, state, writes, existing));
+    state.assertBalanced();
+    await writes.flush(tx, state, now);
+    return results;
+  }) as Promise<CommandResult[]>;
+}
+
+interface IdemRecord {
+  requestHash: string;
+  statusCode: number;
+  response: string;
+}
+
+function applyOne(cmd: Command, state: BatchState, writes: Writes, existing: Map<string, IdemRecord>): CommandResult {
+  const idem = cmd.idempotency;
+  if (idem) {
+    const key = `${idem.userId}\u0000${idem.key}`;
+    const prior = existing.get(key);
+    if (prior) {
+      if (prior.requestHash !== idem.requestHash) return answerOf({ status: 422, body: problem('idempotency_key_reused', 'This Idempotency-Key was used with a different request.') });
+      return { status: prior.statusCode, body: JSON.parse(prior.response), replayed: true, json: prior.response };
+    }
+  }
+  const outcome = cmd.apply(state);
+  let answer: Answer;
+  if ('ops' in outcome) {
+    const refusal = state.tryApply(outcome.ops);
+    answer = refusal ?? outcome.answer;
+    if (!refusal) writes.add(outcome.ops);
+  } else {
+    answer = outcome;
+  }
+  const result = answerOf(answer);
+  if (idem) {
+    // a second command with the same key later in this batch replays this answer
+    existing.set(`${idem.userId}\u0000${idem.key}`, { requestHash: idem.requestHash, statusCode: result.status, response: result.json });
+    // 5xx answers are not final: the client must be able to retry with the same key
+    if (result.status < 500) writes.idempotency.push({ ...idem, shard: cmd.shard, status: result.status, json: result.json });
+  }
+  return result;
+}
+
+function uniqueSorted(ids: string[]): string[] {
+  return [...new Set(ids)].sort();
+}
+
+async function lockAccounts(tx: Queryable, ids: string[]): Promise<Map<string, AccountState>> {
+  const rows = await tx<{ id: string; kind: AccountState['kind']; currency: string; user_id: string | null; debits_posted: bigint; credits_posted: bigint; debits_pending: bigint; credits_pending: bigint }[]>`
+    select id, kind, currency, user_id, debits_posted, credits_posted, debits_pending, credits_pending
+    from accounts where id = any(${ids}::text[]) order by id for update`;
+  return new Map(
+    rows.map((r) => [
+      r.id,
+      { id: r.id, kind: r.kind, currency: r.currency, userId: r.user_id, debitsPosted: r.debits_posted, creditsPosted: r.credits_posted, debitsPending: r.debits_pending, creditsPending: r.credits_pending },
+    ]),
+  );
+}
+
+async function lockPendingTransfers(tx: Queryable, ids: string[]): Promise<Map<string, PendingTransferState>> {
+  const rows = await tx<{ id: string; debit_account_id: string; credit_account_id: string; amount: bigint; currency: string; status: PendingTransferState['status'] }[]>`
+    select id, debit_account_id, credit_account_id, amount, currency, status
+    from ledger_transfers where id = any(${ids}::text[]) order by id for update`;
+  return new Map(rows.map((r) => [r.id, { id: r.id, debitAccountId: r.debit_account_id, creditAccountId: r.credit_account_id, amount: r.amount, currency: r.currency, status: r.status }]));
+}
+
+async function lockPayments(tx: Queryable, ids: string[]): Promise<Map<string, PaymentState>> {
+  const rows = await tx`select * from payments where id = any(${ids}::text[]) order by id for update`;
+  return new Map(rows.map((r) => [r.id as string, paymentFromRow(r)]));
+}
+
+export function paymentFromRow(r: Record<string, unknown>): PaymentState {
+  return {
+    id: r.id as string,
+    payerId: r.payer_id as string,
+    merchantId: r.merchant_id as string,
+    payerWalletId: r.payer_wallet_id as string | null,
+    merchantWalletId: r.merchant_wallet_id as string | null,
+    source: r.source as PaymentState['source'],
+    amount: r.amount as bigint,
+    currency: r.currency as string,
+    status: r.status as PaymentState['status'],
+    capturedAmount: r.captured_amount as bigint,
+    refundedAmount: r.refunded_amount as bigint,
+    networkRef: r.network_ref as string | null,
+    paymentMethodId: r.payment_method_id as string | null,
+    expiresAt: r.expires_at as Date | null,
+    createdAt: r.created_at as Date,
+  };
+}
+
+async function findIdempotencyRecords(tx: Queryable, keys: { userId: string; key: string }[]): Promise<Map<string, IdemRecord>> {
+  const rows = await tx<{ user_id: string; key: string; request_hash: string; status_code: number; response: string }[]>`
+    select i.user_id, i.key, i.request_hash, i.status_code, i.response
+    from idempotency_keys i join unnest(${keys.map((k) => k.userId)}::text[], ${keys.map((k) => k.key)}::text[]) as k(user_id, key)
+      on i.user_id = k.user_id and i.key = k.key`;
+  return new Map(rows.map((r) => [`${r.user_id}\u0000${r.key}`, { requestHash: r.request_hash, statusCode: r.status_code, response: r.response }]));
+}
+
+/** The locked rows with the batch's running changes; also the view commands read. */
+class BatchState implements BatchView {
+  /** net change per account over the batch: [debitsPosted, creditsPosted, debitsPending, creditsPending] */
+  readonly deltas = new Map<string, [bigint, bigint, bigint, bigint]>();
+  readonly resolved = new Map<string, 'posted' | 'voided'>();
+  private postedDebits = 0n;
+  private postedCredits = 0n;
+  private pendingDebits = 0n;
+  private pendingCredits = 0n;
+
+  constructor(
+    readonly now: Date,
+    private readonly accounts: Map<string, AccountState>,
+    private readonly transfers: Map<string, PendingTransferState>,
+    private readonly payments: Map<string, PaymentState>,
+  ) {}
+
+  account(id: string): AccountState {
+    const a = this.accounts.get(id);
+    if (!a) throw new Error(`ledger: account ${id} was not locked by its command`);
+    return a;
+  }
+  pendingTransfer(id: string) {
+    return this.transfers.get(id);
+  }
+  payment(id: string) {
+    return this.payments.get(id);
+  }
+
+  /**
+   * Applies one command's ops to the running balances, or leaves everything as it was and
+   * returns the refusal when a user account would go below zero available.
+   */
+  tryApply(ops: Op[]): Answer | undefined {
+    const undo: (() => void)[] = [];
+    const touched = new Set<AccountState>();
+    const move = (acc: AccountState, field: 0 | 1 | 2 | 3, by: bigint) => {
+      const keys = ['debitsPosted', 'creditsPosted', 'debitsPending', 'creditsPending'] as const;
+      acc[keys[field]] += by;
+      let d = this.deltas.get(acc.id);
+      if (!d) this.deltas.set(acc.id, (d = [0n, 0n, 0n, 0n]));
+      d[field] += by;
+      if (field === 0) this.postedDebits += by;
+      else if (field === 1) this.postedCredits += by;
+      else if (field === 2) this.pendingDebits += by;
+      else this.pendingCredits += by;
+      touched.add(acc);
+      undo.push(() => move(acc, field, -by));
+    };
+    for (const op of ops) {
+      if (op.t === 'transfer') {
+        const debit = this.account(op.debit);
+        const credit = this.account(op.credit);
+        if (debit.currency !== op.currency || credit.currency !== op.currency) throw new Error(`ledger: currency of ${op.id} differs from its accounts`);
+        if (op.amount <= 0n) throw new Error(`ledger: non-positive amount in ${op.id}`);
+        move(debit, op.pending ? 2 : 0, op.amount);
+        move(credit, op.pending ? 3 : 1, op.amount);
+      } else if (op.t === 'resolve') {
+        const hold = this.transfers.get(op.pendingId);
+        if (!hold || hold.status !== 'pending' || this.resolved.has(op.pendingId)) throw new Error(`ledger: ${op.pendingId} is not a pending transfer`);
+        if (op.amount < 0n || op.amount > hold.amount) throw new Error(`ledger: resolving ${op.pendingId} with ${op.amount}`);
+        const debit = this.account(hold.debitAccountId);
+        const credit = this.account(hold.creditAccountId);
+        move(debit, 2, -hold.amount);
+        move(credit, 3, -hold.amount);
+        if (op.amount > 0n) {
+          move(debit, 0, op.amount);
+          move(credit, 1, op.amount);
+        }
+        const status = op.kind === 'capture' ? 'posted' : 'voided';
+        this.resolved.set(op.pendingId, status);
+        hold.status = status;
+        undo.push(() => {
+          this.resolved.delete(op.pendingId);
+          hold.status = 'pending';
+        });
+      }
+    }
+    for (const acc of touched) {
+      if (acc.kind === 'user' && acc.creditsPosted - acc.debitsPosted - acc.debitsPending < 0n) {
+        for (let i = undo.length - 1; i >= 0; i--) undo[i]!();
+        return { status: 422, body: problem('insufficient_funds', 'The wallet does not hold enough available money for this movement.') };
+      }
+    }
+    return undefined;
+  }
+
+  /** Double entry: the batch's debits equal its credits, posted and pending alike. */
+  assertBalanced(): void {
+    if (this.postedDebits !== this.postedCredits || this.pendingDebits !== this.pendingCredits) {
+      throw new Error(`ledger: unbalanced batch (posted ${this.postedDebits}/${this.postedCredits}, pending ${this.pendingDebits}/${this.pendingCredits})`);
+    }
+  }
+}
+
+/** Everything a batch writes, gathered per table and written with one statement per table. */
+class Writes {
+  transfers: Extract<Op, { t: 'transfer' }>[] = [];
+  resolves: Extract<Op, { t: 'resolve' }>[] = [];
+  history: HistoryRow[] = [];
+  historyStatus: Extract<Op, { t: 'history_status' }>[] = [];
+  outbox: OutboxEvent[] = [];
+  topups: TopupRow[] = [];
+  paymentInserts: Extract<Op, { t: 'payment_insert' }>['row'][] = [];
+  paymentUpdates = new Map<string, Extract<Op, { t: 'payment_update' }>>();
+  refunds: Extract<Op, { t: 'refund' }>['row'][] = [];
+  idempotency: { userId: string; key: string; requestHash: string; shard: number; status: number; json: string }[] = [];
+
+  add(ops: Op[]): void {
+    for (const op of ops) {
+      switch (op.t) {
+        case 'transfer': this.transfers.push(op); break;
+        case 'resolve': this.resolves.push(op); break;
+        case 'history': this.history.push(op.row); break;
+        case 'history_status': this.historyStatus.push(op); break;
+        case 'outbox': this.outbox.push(op.event); break;
+        case 'topup': this.topups.push(op.row); break;
+        case 'payment_insert': this.paymentInserts.push(op.row); break;
+        case 'payment_update': this.paymentUpdates.set(op.id, op); break;
+        case 'refund': this.refunds.push(op.row); break;
+      }
+    }
+  }
+
+  async flush(tx: Queryable, state: BatchState, now: Date): Promise<void> {
+    const q: Promise<unknown>[] = [];
+    const s = (xs: bigint[]) => xs.map(String);
+    const ts = (d: Date) => d.toISOString();
+    // Parents before children: payments before the transfers that reference their accounts is
+    // not needed (accounts exist), but payments must precede refunds; pipelined in this order.
+    if (this.paymentInserts.length) {
+      const r = this.paymentInserts;
+      q.push(tx`insert into payments (id, shard, payer_id, merchant_id, payer_wallet_id, merchant_wallet_id, payment_method_id, source, amount, currency, status, decline_code, captured_amount, refunded_amount, network_ref, expires_at, created_at)
+        select * from unnest(${r.map((x) => x.id)}::text[], ${r.map((x) => x.shard)}::smallint[], ${r.map((x) => x.payerId)}::text[], ${r.map((x) => x.merchantId)}::text[],
+          ${r.map((x) => x.payerWalletId)}::text[], ${r.map((x) => x.merchantWalletId)}::text[], ${r.map((x) => x.paymentMethodId)}::text[], ${r.map((x) => x.source)}::text[],
+          ${s(r.map((x) => x.amount))}::bigint[], ${r.map((x) => x.currency)}::text[], ${r.map((x) => x.status)}::text[], ${r.map((x) => x.declineCode)}::text[],
+          ${s(r.map((x) => x.capturedAmount))}::bigint[], ${s(r.map((x) => x.refundedAmount))}::bigint[], ${r.map((x) => x.networkRef)}::text[],
+          ${r.map((x) => (x.expiresAt ? ts(x.expiresAt) : null))}::timestamptz[], ${r.map((x) => ts(x.createdAt))}::timestamptz[])`);
+    }
+    if (state.deltas.size) {
+      const ids = [...state.deltas.keys()];
+      const d = [...state.deltas.values()];
+      q.push(tx`update accounts as a set
+          debits_posted = a.debits_posted + d.dp, credits_posted = a.credits_posted + d.cp,
+          debits_pending = a.debits_pending + d.dpe, credits_pending = a.credits_pending + d.cpe,
+          version = a.version + 1, updated_at = ${now}
+        from unnest(${ids}::text[], ${s(d.map((x) => x[0]))}::bigint[], ${s(d.map((x) => x[1]))}::bigint[], ${s(d.map((x) => x[2]))}::bigint[], ${s(d.map((x) => x[3]))}::bigint[]) as d(id, dp, cp, dpe, cpe)
+        where a.id = d.id`);
+    }
+    if (this.transfers.length || this.resolves.length) {
+      const t = this.transfers;
+      const rs = this.resolves;
+      const holds = (r: (typeof rs)[number]) => state.pendingTransfer(r.pendingId)!;
+      const ids = [...t.map((x) => x.id), ...rs.map((x) => x.id)];
+      const debit = [...t.map((x) => x.debit), ...rs.map((x) => holds(x).debitAccountId)];
+      const credit = [...t.map((x) => x.credit), ...rs.map((x) => holds(x).creditAccountId)];
+      // a void records the released amount (the hold's) so the row stays a positive movement
+      const amount = [...t.map((x) => x.amount), ...rs.map((x) => (x.amount > 0n ? x.amount : holds(x).amount))];
+      const currency = [...t.map((x) => x.currency), ...rs.map((x) => holds(x).currency)];
+      const status = [...t.map((x) => (x.pending ? 'pending' : 'posted')), ...rs.map((x) => (x.amount > 0n ? 'posted' : 'voided'))];
+      const pendingId = [...t.map(() => null), ...rs.map((x) => x.pendingId)];
+      const kind = [...t.map((x) => x.kind), ...rs.map((x) => x.kind)];
+      const refId = [...t.map((x) => x.refId), ...rs.map((x) => x.refId)];
+      q.push(tx`insert into ledger_transfers (id, debit_account_id, credit_account_id, amount, currency, status, pending_id, kind, ref_id, created_at)
+        select *, ${now}::timestamptz from unnest(${ids}::text[], ${debit}::text[], ${credit}::text[], ${s(amount)}::bigint[], ${currency}::text[], ${status}::text[], ${pendingId}::text[], ${kind}::text[], ${refId}::text[])`);
+      if (state.resolved.size) {
+        q.push(tx`update ledger_transfers as l set status = d.status from unnest(${[...state.resolved.keys()]}::text[], ${[...state.resolved.values()]}::text[]) as d(id, status) where l.id = d.id`);
+      }
+    }
+    if (this.history.length) {
+      const h = this.history;
+      q.push(tx`insert into transactions (id, user_id, shard, wallet_id, type, direction, amount, currency, status, counterparty, note, created_at, updated_at)
+        select *, ${now}::timestamptz from unnest(${h.map((x) => x.id)}::text[], ${h.map((x) => x.userId)}::text[], ${h.map((x) => x.shard)}::smallint[], ${h.map((x) => x.walletId)}::text[],
+          ${h.map((x) => x.type)}::text[], ${h.map((x) => x.direction)}::text[], ${s(h.map((x) => x.amount))}::bigint[], ${h.map((x) => x.currency)}::text[], ${h.map((x) => x.status)}::text[],
+          ${h.map((x) => x.counterparty)}::text[], ${h.map((x) => x.note)}::text[], ${h.map((x) => ts(x.createdAt))}::timestamptz[])`);
+    }
+    if (this.historyStatus.length) {
+      const h = this.historyStatus;
+      q.push(tx`update transactions as t set status = d.status, amount = d.amount, updated_at = ${now}
+        from unnest(${h.map((x) => x.userId)}::text[], ${h.map((x) => x.id)}::text[], ${h.map((x) => ts(x.createdAt))}::timestamptz[], ${h.map((x) => x.status)}::text[], ${s(h.map((x) => x.amount))}::bigint[]) as d(user_id, id, created_at, status, amount)
+        where t.user_id = d.user_id and t.id = d.id and t.created_at = d.created_at`);
+    }
+    if (this.topups.length) {
+      const r = this.topups;
+      q.push(tx`insert into topups (id, shard, user_id, wallet_id, payment_method_id, amount, currency, status, decline_code, network_ref, created_at)
+        select * from unnest(${r.map((x) => x.id)}::text[], ${r.map((x) => x.shard)}::smallint[], ${r.map((x) => x.userId)}::text[], ${r.map((x) => x.walletId)}::text[],
+          ${r.map((x) => x.paymentMethodId)}::text[], ${s(r.map((x) => x.amount))}::bigint[], ${r.map((x) => x.currency)}::text[], ${r.map((x) => x.status)}::text[],
+          ${r.map((x) => x.declineCode)}::text[], ${r.map((x) => x.networkRef)}::text[], ${r.map((x) => ts(x.createdAt))}::timestamptz[])`);
+    }
+    if (this.paymentUpdates.size) {
+      const u = [...this.paymentUpdates.values()];
+      q.push(tx`update payments as p set status = d.status, captured_amount = d.captured, refunded_amount = d.refunded, updated_at = ${now}
+        from unnest(${u.map((x) => x.id)}::text[], ${u.map((x) => x.status)}::text[], ${s(u.map((x) => x.capturedAmount))}::bigint[], ${s(u.map((x) => x.refundedAmount))}::bigint[]) as d(id, status, captured, refunded)
+        where p.id = d.id`);
+    }
+    if (this.refunds.length) {
+      const r = this.refunds;
+      q.push(tx`insert into refunds (id, shard, payment_id, amount, currency, created_at)
+        select * from unnest(${r.map((x) => x.id)}::text[], ${r.map((x) => x.shard)}::smallint[], ${r.map((x) => x.paymentId)}::text[], ${s(r.map((x) => x.amount))}::bigint[], ${r.map((x) => x.currency)}::text[], ${r.map((x) => ts(x.createdAt))}::timestamptz[])`);
+    }
+    if (this.outbox.length) {
+      const o = this.outbox;
+      q.push(tx`insert into outbox (event_id, topic, partition_key, shard, type, payload)
+        select * from unnest(${o.map((x) => x.eventId)}::text[], ${o.map((x) => x.topic)}::text[], ${o.map((x) => x.partitionKey)}::text[], ${o.map((x) => x.shard)}::smallint[],
+          ${o.map((x) => x.type)}::text[], ${o.map((x) => stringifyJson(x.payload))}::jsonb[])`);
+    }
+    if (this.idempotency.length) {
+      const i = this.idempotency;
+      q.push(tx`insert into idempotency_keys (user_id, key, shard, request_hash, status_code, response, created_at)
+        select *, ${now}::timestamptz from unnest(${i.map((x) => x.userId)}::text[], ${i.map((x) => x.key)}::text[], ${i.map((x) => x.shard)}::smallint[], ${i.map((x) => x.requestHash)}::text[],
+          ${i.map((x) => x.status)}::smallint[], ${i.map((x) => x.json)}::text[])`);
+    }
+    await Promise.all(q);
+  }
+}
+
+export type { Applied, Answer, Command, CommandResult };

@@ -1,0 +1,83 @@
+/**
+ * The maintenance role: periodic housekeeping on every cluster, by one active instance per
+ * cluster (a transaction-scoped advisory lock; others skip the round). Tasks are small and
+ * bounded per round so a backlog is worked off over several rounds, never in one long lock.
+ */
+import type { Cluster } from '../db/index.js';
+import type { Platform } from '../platform.js';
+import { ensurePartitions } from '../db/partitions.js';
+
+const MAINTENANCE_LOCK = 72_616_002;
+const PURGE_BATCH = 10_000;
+
+export interface MaintenanceTask {
+  name: string;
+  run(cluster: Cluster, now: Date): Promise<number>;
+}
+
+export function coreTasks(p: Platform): MaintenanceTask[] {
+  const { config } = p;
+  return [
+    { name: 'partitions', run: async (c, now) => (await ensurePartitions(c.sql, { aheadMonths: config.partitionsAheadMonths, now })).length },
+    {
+      name: 'idempotency-purge',
+      run: async (c, now) => {
+        const cutoff = new Date(now.getTime() - config.idempotencyTtlHours * 3_600_000);
+        const rows = await c.sql`delete from idempotency_keys where ctid = any(array(select ctid from idempotency_keys where created_at < ${cutoff} limit ${PURGE_BATCH})) returning 1`;
+        return rows.length;
+      },
+    },
+    {
+      name: 'login-failures-purge',
+      run: async (c, now) => {
+        const cutoff = new Date(now.getTime() - config.loginWindowSeconds * 1000);
+        const rows = await c.sql`delete from login_failures where ctid = any(array(select ctid from login_failures where at < ${cutoff} limit ${PURGE_BATCH})) returning 1`;
+        return rows.length;
+      },
+    },
+  ];
+}
+
+/** One round on every cluster; returns what each task did, by cluster. */
+export async function runMaintenanceRound(p: Platform, tasks: MaintenanceTask[], now = new Date()): Promise<Record<string, Record<string, number>>> {
+  const report: Record<string, Record<string, number>> = {};
+  for (const cluster of p.db.clusters) {
+    // a session lock on a reserved connection: one active maintainer per cluster
+    const conn = await cluster.sql.reserve();
+    const [row] = await conn<{ locked: boolean }[]>`select pg_try_advisory_lock(${MAINTENANCE_LOCK}) as locked`;
+    if (!row?.locked) {
+      conn.release();
+      continue;
+    }
+    try {
+      report[cluster.name] = {};
+      for (const task of tasks) {
+        try {
+          report[cluster.name]![task.name] = await task.run(cluster, now);
+        } catch (err) {
+          p.log.error({ err, task: task.name, cluster: cluster.name }, 'maintenance task failed');
+        }
+      }
+    } finally {
+      await conn`select pg_advisory_unlock(${MAINTENANCE_LOCK})`;
+      conn.release();
+    }
+  }
+  return report;
+}
+
+export function startMaintenance(p: Platform, tasks: MaintenanceTask[]): { stop(): Promise<void> } {
+  let running: Promise<unknown> = Promise.resolve();
+  const tick = () => {
+    running = runMaintenanceRound(p, tasks).catch((err) => p.log.error({ err }, 'maintenance round failed'));
+  };
+  tick();
+  const timer = setInterval(tick, p.config.maintenanceIntervalMs);
+  timer.unref();
+  return {
+    async stop() {
+      clearInterval(timer);
+      await running;
+    },
+  };
+}

@@ -1,0 +1,5 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import type { Platform } from '../platform.js';
+export function paymentRoutes(_p: Platform): FastifyPluginAsyncTypebox {
+  return async () => {};
+}

@@ -1,0 +1,78 @@
+/**
+ * The platform's dependencies, built once from the configuration and handed to every service:
+ * no singletons, no service locator. Tests build the same object against a test database.
+ */
+import type { Config } from './config/index.js';
+import { createDb, type Db } from './db/index.js';
+import { readTopologyFile, singleClusterTopology, validateTopology, type Topology } from './db/topology.js';
+import { createLedgerEngine, type LedgerEngine } from './ledger/engine.js';
+import { createSystemAccounts, type SystemAccounts } from './ledger/accounts.js';
+import { createMetrics, type Metrics } from './observability/metrics.js';
+import { createLogger, type Logger } from './observability/logger.js';
+import { createTokens, type Tokens } from './auth/tokens.js';
+import { createVault, parseKeyRing, type Vault } from './vault/index.js';
+import { createNetworkSimulator, withTimeout, type PaymentNetwork } from './network/index.js';
+import { createInFlight, type InFlight } from './http/idempotency.js';
+
+export interface Platform {
+  readonly config: Config;
+  readonly db: Db;
+  readonly engine: LedgerEngine;
+  readonly systemAccounts: SystemAccounts;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  readonly tokens: Tokens;
+  readonly vault: Vault;
+  readonly network: PaymentNetwork;
+  readonly inFlight: InFlight;
+  close(): Promise<void>;
+}
+
+export interface PlatformOverrides {
+  /** the database every shard uses when there is no topology file (embedded or DATABASE_URL) */
+  databaseUrl?: string;
+  topology?: Topology;
+  log?: Logger;
+  network?: PaymentNetwork;
+}
+
+export function resolveTopology(config: Config, databaseUrl?: string): Topology {
+  if (config.topologyFile) return readTopologyFile(config.topologyFile);
+  const url = databaseUrl ?? config.databaseUrl;
+  if (!url) throw new Error('DATABASE_URL: no database (set DATABASE_URL, WALLET_TOPOLOGY, or start the embedded PostgreSQL)');
+  return validateTopology(singleClusterTopology(url));
+}
+
+export function createPlatform(config: Config, overrides: PlatformOverrides = {}): Platform {
+  const topology = overrides.topology ?? resolveTopology(config, overrides.databaseUrl);
+  const log = overrides.log ?? createLogger(config.logLevel);
+  const metrics = createMetrics();
+  const db = createDb(topology, { poolMax: config.dbPoolMax, statementTimeoutMs: config.dbStatementTimeoutMs });
+  const engine = createLedgerEngine(
+    db,
+    {
+      batchMaxSize: config.ledgerBatchMaxSize,
+      batchWindowMs: config.ledgerBatchWindowMs,
+      queueMax: config.ledgerQueueMax,
+      concurrentBatches: config.ledgerConcurrentBatches,
+      retries: config.ledgerBatchRetries,
+    },
+    metrics,
+  );
+  return {
+    config,
+    db,
+    engine,
+    systemAccounts: createSystemAccounts(config.ledgerSystemSubAccounts),
+    metrics,
+    log,
+    tokens: createTokens(config),
+    vault: createVault(parseKeyRing(config.vaultKeks, config.vaultActiveKek)),
+    network: withTimeout(overrides.network ?? createNetworkSimulator(), config.networkTimeoutMs),
+    inFlight: createInFlight(config.idempotencyInFlightMax),
+    async close() {
+      await engine.stop();
+      await db.close();
+    },
+  };
+}

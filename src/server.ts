@@ -1,0 +1,61 @@
+/**
+ * Starts the roles this process runs. `api` listens; `maintenance` runs housekeeping. The other
+ * roles of DESIGN.md (relay, fraud, notify, workers, gateway) arrive with their issues; naming
+ * one here today only logs that it has nothing to run yet.
+ */
+import type { FastifyInstance } from 'fastify';
+import { listenHost, publicBaseUrl, type Config, type Role } from './config/index.js';
+import { resolveDatabase } from './db/resolve.js';
+import { migrate } from './db/migrate.js';
+import { createPlatform, type Platform } from './platform.js';
+import { buildApp } from './app.js';
+import { coreTasks, startMaintenance } from './maintenance/index.js';
+import { createLogger } from './observability/logger.js';
+
+export interface RunningServer {
+  platform: Platform;
+  app?: FastifyInstance;
+  url?: string;
+  stop(): Promise<void>;
+}
+
+export async function startServer(config: Config, roles: readonly Role[] = config.roles): Promise<RunningServer> {
+  const log = createLogger(config.logLevel);
+  const database = await resolveDatabase(config, (m) => log.info(m));
+  let platform: Platform | undefined;
+  try {
+    platform = createPlatform(config, { databaseUrl: database.url, log });
+    for (const c of platform.db.clusters) {
+      const applied = await migrate(c.sql, { partitionsAheadMonths: config.partitionsAheadMonths });
+      if (applied.length) log.info({ cluster: c.name, applied }, 'migrations applied');
+    }
+    const unsupported = roles.filter((r) => r !== 'api' && r !== 'maintenance');
+    if (unsupported.length) log.info({ roles: unsupported }, 'these roles have no work in this version yet');
+
+    const maintenance = roles.includes('maintenance') ? startMaintenance(platform, coreTasks(platform)) : undefined;
+    let app: FastifyInstance | undefined;
+    let url: string | undefined;
+    if (roles.includes('api')) {
+      app = await buildApp(platform);
+      await app.listen({ port: config.port, host: listenHost(config) });
+      const port = (app.server.address() as { port: number }).port;
+      url = publicBaseUrl(config, port);
+    }
+    const p = platform;
+    return {
+      platform: p,
+      app,
+      url,
+      async stop() {
+        await app?.close(); // stop accepting, finish requests in flight
+        await maintenance?.stop();
+        await p.close(); // drains the ledger queue, closes pools
+        await database.stop();
+      },
+    };
+  } catch (err) {
+    await platform?.close().catch(() => undefined);
+    await database.stop();
+    throw err;
+  }
+}

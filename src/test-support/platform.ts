@@ -1,0 +1,119 @@
+/**
+ * A real platform on a database of its own (cloned from the migrated template), and its app.
+ * Tests talk to it through app.inject: the public surface, a real PostgreSQL behind it.
+ */
+import { randomBytes } from 'node:crypto';
+import postgres from 'postgres';
+import { inject } from 'vitest';
+import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
+import { loadConfig, type Config } from '../config/index.js';
+import { createPlatform, type Platform, type PlatformOverrides } from '../platform.js';
+import { buildApp } from '../app.js';
+import { createLogger } from '../observability/logger.js';
+import { TEST_CARDS } from '../network/index.js';
+
+export interface TestPlatform {
+  platform: Platform;
+  app: FastifyInstance;
+  config: Config;
+  databaseUrl: string;
+  close(): Promise<void>;
+}
+
+export async function createTestDatabase(): Promise<{ url: string; drop(): Promise<void> }> {
+  const adminUrl = inject('pgAdminUrl');
+  const name = `wallet_t_${randomBytes(6).toString('hex')}`;
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => undefined });
+  // CREATE DATABASE ... TEMPLATE needs the template to have no other sessions; retry briefly if a
+  // parallel file is cloning at the same moment.
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await admin.unsafe(`create database ${name} template ${inject('pgTemplate')}`);
+      break;
+    } catch (err) {
+      if (attempt >= 20) throw err;
+      await new Promise((r) => setTimeout(r, 100 + Math.random() * 200));
+    }
+  }
+  const u = new URL(adminUrl);
+  u.pathname = `/${name}`;
+  return {
+    url: u.toString(),
+    drop: async () => {
+      await admin.unsafe(`drop database if exists ${name} with (force)`);
+      await admin.end({ timeout: 2 });
+    },
+  };
+}
+
+export async function createTestPlatform(env: Record<string, string> = {}, overrides: PlatformOverrides = {}): Promise<TestPlatform> {
+  const db = await createTestDatabase();
+  const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', LEDGER_BATCH_WINDOW_MS: '1', NETWORK_TIMEOUT_MS: '300', DB_POOL_MAX: '10', ...env });
+  const platform = createPlatform(config, { databaseUrl: db.url, log: createLogger(config.logLevel), ...overrides });
+  const app = await buildApp(platform);
+  return {
+    platform,
+    app,
+    config,
+    databaseUrl: db.url,
+    async close() {
+      await app.close();
+      await platform.close();
+      await db.drop();
+    },
+  };
+}
+
+let counter = 0;
+export function uniqueEmail(prefix = 'user'): string {
+  return `${prefix}-${process.pid}-${Date.now()}-${counter++}@example.com`;
+}
+
+export interface TestUser {
+  id: string;
+  email: string;
+  token: string;
+  auth: { authorization: string };
+}
+
+/** A user signed up and signed in through the API. */
+export async function signUp(app: FastifyInstance, body: Record<string, unknown> = {}): Promise<TestUser> {
+  const email = (body.email as string) ?? uniqueEmail();
+  const password = 'correct horse battery staple';
+  const created = await app.inject({ method: 'POST', url: '/v1/users', payload: { email, password, name: 'Test User', ...body } });
+  if (created.statusCode !== 201) throw new Error(`sign-up failed: ${created.statusCode} ${created.body}`);
+  const login = await app.inject({ method: 'POST', url: '/v1/auth/token', payload: { email, password } });
+  if (login.statusCode !== 200) throw new Error(`login failed: ${login.statusCode} ${login.body}`);
+  const token = login.json().accessToken as string;
+  return { id: created.json().id, email, token, auth: { authorization: `Bearer ${token}` } };
+}
+
+let keyCounter = 0;
+export function idemKey(): string {
+  return `test-${process.pid}-${Date.now()}-${keyCounter++}`;
+}
+
+/** A POST that moves money, with a fresh Idempotency-Key unless one is given. */
+export function moneyPost(app: FastifyInstance, user: TestUser, url: string, payload: unknown, key = idemKey()): Promise<LightMyRequestResponse> {
+  return app.inject({ method: 'POST', url, payload: payload as object, headers: { ...user.auth, 'idempotency-key': key } });
+}
+
+export async function addCard(app: FastifyInstance, user: TestUser, number: string = TEST_CARDS.visa): Promise<string> {
+  const res = await app.inject({ method: 'POST', url: '/v1/payment-methods', headers: user.auth, payload: { type: 'card', number, expMonth: 12, expYear: new Date().getUTCFullYear() + 2, cvc: '123' } });
+  if (res.statusCode !== 201) throw new Error(`add card failed: ${res.statusCode} ${res.body}`);
+  return res.json().id;
+}
+
+/** Funds a wallet through a card top-up, the way a user would. */
+export async function fund(app: FastifyInstance, user: TestUser, amount: number, currency = 'USD'): Promise<void> {
+  const pm = await addCard(app, user);
+  const res = await moneyPost(app, user, '/v1/topups', { paymentMethodId: pm, amount, currency });
+  if (res.statusCode !== 201 || res.json().status !== 'completed') throw new Error(`top-up failed: ${res.statusCode} ${res.body}`);
+}
+
+export async function balance(app: FastifyInstance, user: TestUser, currency = 'USD'): Promise<{ available: number; pending: number }> {
+  const res = await app.inject({ method: 'GET', url: '/v1/wallets', headers: user.auth });
+  const w = (res.json().wallets as { currency: string; available: number; pending: number }[]).find((x) => x.currency === currency);
+  if (!w) throw new Error(`no ${currency} wallet`);
+  return { available: w.available, pending: w.pending };
+}

@@ -1,0 +1,54 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestPlatform, signUp, uniqueEmail, type TestPlatform } from '../test-support/platform.js';
+
+let t: TestPlatform;
+beforeAll(async () => {
+  t = await createTestPlatform();
+});
+afterAll(() => t?.close());
+
+describe('users', () => {
+  it('signs up a user and opens a USD wallet', async () => {
+    const email = uniqueEmail();
+    const res = await t.app.inject({ method: 'POST', url: '/v1/users', payload: { email, password: 'long enough password', name: 'Ada' } });
+    expect(res.statusCode).toBe(201);
+    const user = res.json();
+    expect(user).toMatchObject({ email, name: 'Ada', kind: 'person', region: 'us-east' });
+    expect(user.id).toMatch(/^usr_\d{3}/);
+    const login = await t.app.inject({ method: 'POST', url: '/v1/auth/token', payload: { email, password: 'long enough password' } });
+    expect(login.statusCode).toBe(200);
+    const wallets = await t.app.inject({ method: 'GET', url: '/v1/wallets', headers: { authorization: `Bearer ${login.json().accessToken}` } });
+    expect(wallets.json().wallets).toEqual([expect.objectContaining({ currency: 'USD', available: 0, pending: 0 })]);
+  });
+
+  it('rejects a second user with the same email (any case) with 409', async () => {
+    const email = uniqueEmail();
+    await signUp(t.app, { email });
+    const res = await t.app.inject({ method: 'POST', url: '/v1/users', payload: { email: email.toUpperCase(), password: 'long enough password', name: 'B' } });
+    expect(res.statusCode).toBe(409);
+    expect(res.json().code).toBe('conflict');
+  });
+
+  it('opens the first wallet in the requested currency', async () => {
+    const u = await signUp(t.app, { currency: 'EUR' });
+    const res = await t.app.inject({ method: 'GET', url: '/v1/wallets', headers: u.auth });
+    expect(res.json().wallets.map((w: { currency: string }) => w.currency)).toEqual(['EUR']);
+  });
+
+  it('rejects unknown fields with 400 validation_failed naming the field', async () => {
+    const res = await t.app.inject({ method: 'POST', url: '/v1/users', payload: { email: uniqueEmail(), password: 'long enough password', name: 'X', admin: true } });
+    expect(res.statusCode).toBe(400);
+    expect(res.headers['content-type']).toContain('application/problem+json');
+    expect(res.json()).toMatchObject({ code: 'validation_failed', status: 400 });
+    expect(res.json().detail).toContain('admin');
+  });
+
+  it('returns and updates the signed-in user', async () => {
+    const u = await signUp(t.app);
+    const me = await t.app.inject({ method: 'GET', url: '/v1/me', headers: u.auth });
+    expect(me.json()).toMatchObject({ id: u.id, email: u.email });
+    const patched = await t.app.inject({ method: 'PATCH', url: '/v1/me', headers: u.auth, payload: { name: 'Renamed', region: 'eu-west' } });
+    expect(patched.statusCode).toBe(200);
+    expect(patched.json()).toMatchObject({ name: 'Renamed', region: 'eu-west' });
+  });
+});
