@@ -9,7 +9,7 @@ import type { Platform } from '../platform.js';
 import { problems } from '../http/schemas.js';
 import { ProblemError } from '../http/problem.js';
 import { createUserService, normalizeEmail } from '../users/service.js';
-import { DUMMY_HASH, verifyPassword } from './passwords.js';
+import { dummyHash, verifyPassword } from './passwords.js';
 import { hashShard } from '../shared/ids.js';
 
 const Credentials = Type.Object({ email: Type.String({ minLength: 1, maxLength: 254 }), password: Type.String({ minLength: 1, maxLength: 256 }) }, { additionalProperties: false });
@@ -45,7 +45,7 @@ export function authRoutes(p: Platform): FastifyPluginAsyncTypebox {
         }
       }
       const user = await users.findForLogin(req.body.email);
-      const ok = await verifyPassword(req.body.password, user?.passwordHash ?? DUMMY_HASH);
+      const ok = await verifyPassword(req.body.password, user?.passwordHash ?? dummyHash(p.config.passwordHashLog2Cost));
       if (!user || !ok) {
         await Promise.all(buckets.map((b) => sqlFor(b)`insert into login_failures (bucket) values (${b})`));
         throw new ProblemError('unauthorized', 'The email or password is not correct.');

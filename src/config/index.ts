@@ -38,6 +38,7 @@ const settings = {
   dbPoolMax: ['DB_POOL_MAX', Int(1, 1000, 20)],
   dbStatementTimeoutMs: ['DB_STATEMENT_TIMEOUT_MS', Int(100, 600_000, 15_000)],
 
+  passwordHashLog2Cost: ['PASSWORD_HASH_LOG2_COST', Int(10, 20, 15)],
   jwtSecret: ['JWT_SECRET', Type.String({ minLength: 32, default: DEV_SECRETS.jwtSecret })],
   jwtIssuer: ['JWT_ISSUER', Type.String({ minLength: 1, default: 'wallet-platform' })],
   jwtAudience: ['JWT_AUDIENCE', Type.String({ minLength: 1, default: 'wallet-api' })],

@@ -169,6 +169,21 @@ function answerOf(result: Answer, replayed = false, json?: string): CommandResul
   return { ...result, replayed, json: json ?? stringifyJson(result.body) };
 }
 
+/**
+ * The stored answer for (user, key), for callers that must not act twice before reaching the
+ * engine (a top-up must not call the card network again): a replay, a 422 for a reused key
+ * with another request, or undefined when the key is new.
+ */
+export async function findIdempotencyRecord(sql: Queryable, userId: string, key: string, hash: string): Promise<CommandResult | undefined> {
+  const prior = (await findIdempotencyRecords(sql, [{ userId, key }])).get(`${userId}\u0000${key}`);
+  return prior ? replayOf(prior, hash) : undefined;
+}
+
+function replayOf(prior: IdemRecord, requestHash: string): CommandResult {
+  if (prior.requestHash !== requestHash) return answerOf({ status: 422, body: problem('idempotency_key_reused', 'This Idempotency-Key was used with a different request.') });
+  return { status: prior.statusCode, body: JSON.parse(prior.response), replayed: true, json: prior.response };
+}
+
 /** Runs one batch in one transaction; returns each command's result in order. */
 export async function executeBatch(sql: Sql, cmds: Command[]): Promise<CommandResult[]> {
   return sql.begin(async (tx) => {
@@ -206,10 +221,7 @@ function applyOne(cmd: Command, state: BatchState, writes: Writes, existing: Map
   if (idem) {
     const key = `${idem.userId}\u0000${idem.key}`;
     const prior = existing.get(key);
-    if (prior) {
-      if (prior.requestHash !== idem.requestHash) return answerOf({ status: 422, body: problem('idempotency_key_reused', 'This Idempotency-Key was used with a different request.') });
-      return { status: prior.statusCode, body: JSON.parse(prior.response), replayed: true, json: prior.response };
-    }
+    if (prior) return replayOf(prior, idem.requestHash);
   }
   const outcome = cmd.apply(state);
   let answer: Answer;

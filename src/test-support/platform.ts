@@ -48,7 +48,7 @@ export async function createTestDatabase(): Promise<{ url: string; drop(): Promi
 
 export async function createTestPlatform(env: Record<string, string> = {}, overrides: PlatformOverrides = {}): Promise<TestPlatform> {
   const db = await createTestDatabase();
-  const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', LEDGER_BATCH_WINDOW_MS: '1', NETWORK_TIMEOUT_MS: '300', DB_POOL_MAX: '10', ...env });
+  const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', LEDGER_BATCH_WINDOW_MS: '1', NETWORK_TIMEOUT_MS: '300', DB_POOL_MAX: '10', PASSWORD_HASH_LOG2_COST: '10', ...env });
   const platform = createPlatform(config, { databaseUrl: db.url, log: createLogger(config.logLevel), ...overrides });
   const app = await buildApp(platform);
   return {

@@ -1,5 +1,40 @@
+import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Platform } from '../platform.js';
-export function topupRoutes(_p: Platform): FastifyPluginAsyncTypebox {
-  return async () => {};
+import { AmountIn, Bearer, Currency, IdempotencyHeaders, MoneyOut, Timestamp, problems } from '../http/schemas.js';
+import { fingerprint, idempotencyKey, sendResult, unavailableFrom } from '../http/idempotency.js';
+import { createWalletDirectory } from '../ledger/wallet-directory.js';
+import { createPaymentMethodService } from '../payment-methods/service.js';
+import { createTopupService } from './service.js';
+
+const CreateTopup = Type.Object({ paymentMethodId: Type.String({ minLength: 1, maxLength: 64 }), amount: AmountIn, currency: Currency }, { additionalProperties: false });
+const TopupSchema = Type.Object({
+  id: Type.String(),
+  status: Type.Union([Type.Literal('completed'), Type.Literal('declined')]),
+  amount: MoneyOut,
+  currency: Type.String(),
+  paymentMethodId: Type.String(),
+  createdAt: Timestamp,
+  declineCode: Type.Optional(Type.String({ description: 'card_declined, insufficient_funds, expired_card' })),
+});
+
+export function topupRoutes(p: Platform): FastifyPluginAsyncTypebox {
+  const topups = createTopupService(p, createWalletDirectory(p.db), createPaymentMethodService(p));
+  return async (app) => {
+    app.addHook('onRequest', app.authenticate);
+    app.post('/topups', {
+      schema: { tags: ['topups'], summary: 'Fund the wallet from a card (authorized and captured at the network)', security: Bearer, headers: IdempotencyHeaders, body: CreateTopup, response: { 201: TopupSchema, ...problems(400, 401, 404, 409, 422, 503) } },
+    }, async (req, reply) => {
+      const me = req.principal!;
+      const key = idempotencyKey(req);
+      const release = p.inFlight.claim(me.userId, key);
+      try {
+        const b = req.body;
+        const result = await topups.topup(me, { paymentMethodId: b.paymentMethodId, amountMinor: BigInt(b.amount), currency: b.currency }, { key, requestHash: fingerprint(req) }).catch(unavailableFrom);
+        return sendResult(reply, result);
+      } finally {
+        release();
+      }
+    });
+  };
 }

@@ -49,7 +49,7 @@ export function createUserService(p: Platform) {
       const email = normalizeEmail(input.email);
       const shard = shardFor(input.region);
       const id = newId('usr', shard);
-      const passwordHash = await hashPassword(input.password);
+      const passwordHash = await hashPassword(input.password, p.config.passwordHashLog2Cost);
       const home = p.db.forShard(shard);
       const directory = p.db.forShard(hashShard(email));
 

@@ -1,0 +1,71 @@
+/** Payment methods: cards tokenized in the vault; only brand, last4 and expiry are kept in clear. */
+import type { Platform } from '../platform.js';
+import type { CardDetails } from '../network/index.js';
+import { newId } from '../shared/ids.js';
+import { brandOf, isExpired, luhnValid } from './cards.js';
+
+export interface PaymentMethod {
+  id: string;
+  type: 'card';
+  brand: string;
+  last4: string;
+  expMonth: number;
+  expYear: number;
+  createdAt: Date;
+}
+
+const fromRow = (r: Record<string, unknown>): PaymentMethod => ({
+  id: r.id as string,
+  type: 'card',
+  brand: r.brand as string,
+  last4: r.last4 as string,
+  expMonth: r.exp_month as number,
+  expYear: r.exp_year as number,
+  createdAt: r.created_at as Date,
+});
+
+export type AddCardResult = { ok: true; value: PaymentMethod } | { ok: false; error: 'invalid_number' | 'expired' };
+
+export function createPaymentMethodService(p: Platform) {
+  const sqlOf = (shard: number) => p.db.forShard(shard).sql;
+  return {
+    async addCard(userId: string, shard: number, card: { number: string; expMonth: number; expYear: number }): Promise<AddCardResult> {
+      // The CVC is checked for shape by the schema and then dropped: it is never stored.
+      if (!luhnValid(card.number)) return { ok: false, error: 'invalid_number' };
+      if (isExpired(card.expMonth, card.expYear)) return { ok: false, error: 'expired' };
+      const sql = sqlOf(shard);
+      const token = await p.vault.tokenize(sql, shard, card.number);
+      const [row] = await sql`
+        insert into payment_methods (id, shard, user_id, type, vault_token, brand, last4, exp_month, exp_year)
+        values (${newId('pm', shard)}, ${shard}, ${userId}, 'card', ${token}, ${brandOf(card.number)}, ${card.number.slice(-4)}, ${card.expMonth}, ${card.expYear})
+        returning *`;
+      return { ok: true, value: fromRow(row!) };
+    },
+
+    async list(userId: string, shard: number): Promise<PaymentMethod[]> {
+      const rows = await sqlOf(shard)`select * from payment_methods where user_id = ${userId} and deleted_at is null order by created_at, id`;
+      return rows.map(fromRow);
+    },
+
+    /** true when the method existed, was the user's, and is now removed */
+    async remove(userId: string, shard: number, id: string): Promise<boolean> {
+      const rows = await sqlOf(shard)`update payment_methods set deleted_at = now() where id = ${id} and user_id = ${userId} and deleted_at is null returning id`;
+      return rows.length === 1;
+    },
+
+    async get(userId: string, shard: number, id: string): Promise<PaymentMethod | undefined> {
+      const [row] = await sqlOf(shard)`select * from payment_methods where id = ${id} and user_id = ${userId} and deleted_at is null`;
+      return row ? fromRow(row) : undefined;
+    },
+
+    /** the card in clear, for the payment-network adapter only; undefined if not the user's */
+    async cardDetails(userId: string, shard: number, id: string): Promise<CardDetails | undefined> {
+      const sql = sqlOf(shard);
+      const [row] = await sql<{ vault_token: string; exp_month: number; exp_year: number }[]>`
+        select vault_token, exp_month, exp_year from payment_methods where id = ${id} and user_id = ${userId} and deleted_at is null`;
+      if (!row) return undefined;
+      return { pan: await p.vault.reveal(sql, row.vault_token), expMonth: row.exp_month, expYear: row.exp_year };
+    },
+  };
+}
+export type PaymentMethodService = ReturnType<typeof createPaymentMethodService>;
