@@ -1,0 +1,115 @@
+/** The batching engine, driven directly: batching, isolation of a bad command, retries, back-pressure. */
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestPlatform, fund, moneyPost, signUp, type TestPlatform, type TestUser } from '../test-support/platform.js';
+import { createLedgerEngine, EngineUnavailable } from './engine.js';
+import { createWalletDirectory } from './wallet-directory.js';
+import type { Command } from './types.js';
+import { newId } from '../shared/ids.js';
+
+let t: TestPlatform;
+beforeAll(async () => {
+  t = await createTestPlatform();
+});
+afterAll(() => t?.close());
+
+async function walletOf(u: TestUser): Promise<string> {
+  return (await createWalletDirectory(t.platform.db).find(u.id, 'USD'))!;
+}
+
+function p2p(from: string, to: string, amount: bigint, shard = 0): Command {
+  const id = newId('txn', shard);
+  return {
+    shard,
+    accounts: [from, to],
+    apply: () => ({ ops: [{ t: 'transfer', id, debit: from, credit: to, amount, currency: 'USD', pending: false, kind: 'p2p', refId: id }], answer: { status: 201, body: { id } } }),
+  };
+}
+
+async function available(walletId: string): Promise<bigint> {
+  const [row] = await t.platform.db.clusters[0]!.sql`select credits_posted - debits_posted - debits_pending as a from accounts where id = ${walletId}`;
+  return row!.a as bigint;
+}
+
+describe('batching engine', () => {
+  it('commits many concurrent commands in few batches, each with its own result', async () => {
+    const [a, b] = [await signUp(t.app), await signUp(t.app)];
+    await fund(t.app, a, 1_000);
+    const [wa, wb] = [await walletOf(a), await walletOf(b)];
+    const sizes: number[] = [];
+    const engine = createLedgerEngine(t.platform.db, { batchMaxSize: 100, batchWindowMs: 5, queueMax: 1000, concurrentBatches: 1, retries: 2 }, { batchCommitted: (n) => sizes.push(n), batchFailed: () => undefined, queueDepth: () => undefined });
+    const results = await Promise.all(Array.from({ length: 150 }, () => engine.submit(p2p(wa, wb, 10n))));
+    await engine.stop();
+    expect(results.filter((r) => r.status === 201)).toHaveLength(100);
+    expect(results.filter((r) => r.status === 422)).toHaveLength(50);
+    expect(sizes.length).toBeLessThan(10);
+    expect(await available(wa)).toBe(0n);
+    expect(await available(wb)).toBe(1_000n);
+  });
+
+  it('fails only the command that breaks, never its neighbours, and writes nothing of it', async () => {
+    const [a, b] = [await signUp(t.app), await signUp(t.app)];
+    await fund(t.app, a, 1_000);
+    const [wa, wb] = [await walletOf(a), await walletOf(b)];
+    const engine = createLedgerEngine(t.platform.db, { batchMaxSize: 100, batchWindowMs: 20, queueMax: 1000, concurrentBatches: 1, retries: 1 });
+    const poisoned: Command = { ...p2p(wa, wb, 1n), apply: () => { throw new Error('a bug in one command'); } };
+    const settled = await Promise.allSettled([engine.submit(p2p(wa, wb, 100n)), engine.submit(poisoned), engine.submit(p2p(wa, wb, 200n))]);
+    await engine.stop();
+    expect(settled.map((s) => s.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+    expect(await available(wa)).toBe(700n);
+    expect(await available(wb)).toBe(300n);
+  });
+
+  it('retries a batch that failed on a transient error, applying it exactly once', async () => {
+    const [a, b] = [await signUp(t.app), await signUp(t.app)];
+    await fund(t.app, a, 1_000);
+    const [wa, wb] = [await walletOf(a), await walletOf(b)];
+    const engine = createLedgerEngine(t.platform.db, { batchMaxSize: 100, batchWindowMs: 1, queueMax: 1000, concurrentBatches: 1, retries: 3 });
+    let calls = 0;
+    const base = p2p(wa, wb, 250n);
+    const flaky: Command = {
+      ...base,
+      apply: (view) => {
+        calls++;
+        if (calls === 1) throw Object.assign(new Error('could not serialize access'), { code: '40001' });
+        return base.apply(view);
+      },
+    };
+    const result = await engine.submit(flaky);
+    await engine.stop();
+    expect(result.status).toBe(201);
+    expect(calls).toBe(2);
+    expect(await available(wb)).toBe(250n);
+  });
+
+  it('refuses work beyond its queue bound instead of growing without limit', async () => {
+    const [a, b] = [await signUp(t.app), await signUp(t.app)];
+    await fund(t.app, a, 1_000);
+    const [wa, wb] = [await walletOf(a), await walletOf(b)];
+    const engine = createLedgerEngine(t.platform.db, { batchMaxSize: 5, batchWindowMs: 50, queueMax: 10, concurrentBatches: 1, retries: 0 });
+    const settled = await Promise.allSettled(Array.from({ length: 30 }, () => engine.submit(p2p(wa, wb, 1n))));
+    await engine.stop();
+    const refused = settled.filter((s) => s.status === 'rejected');
+    expect(refused.length).toBeGreaterThan(0);
+    expect(refused.every((s) => (s as PromiseRejectedResult).reason instanceof EngineUnavailable)).toBe(true);
+    const done = settled.length - refused.length;
+    expect(await available(wb)).toBe(BigInt(done));
+  });
+
+  it('answers 503 with Retry-After over HTTP when the ledger queue is full', async () => {
+    const small = await createTestPlatform({ LEDGER_QUEUE_MAX: '2', LEDGER_CONCURRENT_BATCHES: '1', LEDGER_BATCH_MAX_SIZE: '1', LEDGER_BATCH_WINDOW_MS: '20' });
+    try {
+      const [a, b] = [await signUp(small.app), await signUp(small.app)];
+      await fund(small.app, a, 1_000);
+      const results = await Promise.all(Array.from({ length: 20 }, () => moneyPost(small.app, a, '/v1/transfers', { to: b.id, amount: 1, currency: 'USD' })));
+      const busy = results.filter((r) => r.statusCode === 503);
+      expect(busy.length).toBeGreaterThan(0);
+      expect(busy[0]!.json().code).toBe('unavailable');
+      expect(busy[0]!.headers['retry-after']).toBe('1');
+      const ok = results.filter((r) => r.statusCode === 201).length;
+      const wallets = await small.app.inject({ method: 'GET', url: '/v1/wallets', headers: b.auth });
+      expect(wallets.json().wallets[0].available).toBe(ok);
+    } finally {
+      await small.close();
+    }
+  });
+});
