@@ -1,0 +1,58 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestPlatform, fund, idemKey, moneyPost, signUp, type TestPlatform } from '../test-support/platform.js';
+import { coreTasks, runMaintenanceRound } from './index.js';
+import { listPartitions, partitionName } from '../db/partitions.js';
+
+let t: TestPlatform;
+beforeAll(async () => {
+  t = await createTestPlatform({ PARTITIONS_AHEAD_MONTHS: '3', IDEMPOTENCY_TTL_HOURS: '24' });
+});
+afterAll(() => t?.close());
+
+const month = (d: Date, offset: number) => new Date(Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + offset, 1));
+
+describe('maintenance role', () => {
+  it('keeps monthly history partitions created ahead as time passes', async () => {
+    const future = month(new Date(), 14);
+    await runMaintenanceRound(t.platform, coreTasks(t.platform), future);
+    const parts = await listPartitions(t.platform.db.clusters[0]!.sql);
+    for (let i = 0; i <= 3; i++) expect(parts).toContain(partitionName(month(future, i)));
+  });
+
+  it('accepts history rows in every partition it created (a row lands in its month)', async () => {
+    const sql = t.platform.db.clusters[0]!.sql;
+    const at = month(new Date(), 3);
+    await sql`insert into transactions (id, user_id, shard, wallet_id, type, direction, amount, currency, status, created_at)
+      values ('txn_probe', 'usr_probe', 1, 'wal_probe', 'transfer', 'debit', 1, 'USD', 'completed', ${at})`;
+    const [row] = await sql`select tableoid::regclass::text as part from transactions where id = 'txn_probe'`;
+    expect(row!.part).toBe(partitionName(at));
+    await sql`delete from transactions where id = 'txn_probe'`;
+  });
+
+  it('purges idempotency keys only after their time to live', async () => {
+    const [a, b] = [await signUp(t.app), await signUp(t.app)];
+    await fund(t.app, a, 100);
+    const key = idemKey();
+    await moneyPost(t.app, a, '/v1/transfers', { to: b.id, amount: 1, currency: 'USD' }, key);
+    const sql = t.platform.db.clusters[0]!.sql;
+    const count = async () => Number((await sql`select count(*)::int as n from idempotency_keys where user_id = ${a.id} and key = ${key}`)[0]!.n);
+    await runMaintenanceRound(t.platform, coreTasks(t.platform), new Date(Date.now() + 23 * 3_600_000));
+    expect(await count()).toBe(1);
+    await runMaintenanceRound(t.platform, coreTasks(t.platform), new Date(Date.now() + 25 * 3_600_000));
+    expect(await count()).toBe(0);
+  });
+
+  it('lets only one maintainer work a cluster at a time', async () => {
+    const sql = t.platform.db.clusters[0]!.sql;
+    const holder = await sql.reserve();
+    try {
+      await holder`select pg_advisory_lock(72616002)`;
+      const report = await runMaintenanceRound(t.platform, coreTasks(t.platform));
+      expect(report).toEqual({});
+    } finally {
+      await holder`select pg_advisory_unlock(72616002)`;
+      holder.release();
+    }
+    expect(Object.keys(await runMaintenanceRound(t.platform, coreTasks(t.platform)))).toEqual(['main']);
+  });
+});
