@@ -228,7 +228,10 @@ function applyOne(cmd: Command, state: BatchState, writes: Writes, existing: Map
   if ('ops' in outcome) {
     const refusal = state.tryApply(outcome.ops);
     answer = refusal ?? outcome.answer;
-    if (!refusal) writes.add(outcome.ops);
+    if (!refusal) {
+      writes.add(outcome.ops, cmd.shard);
+      state.updatePayments(outcome.ops);
+    }
   } else {
     answer = outcome;
   }
@@ -328,6 +331,21 @@ class BatchState implements BatchView {
   }
 
   /**
+   * A payment as the command just left it, for the commands after it in this batch: two
+   * refunds of one payment in one batch must not both see the old refunded total.
+   */
+  updatePayments(ops: Op[]): void {
+    for (const op of ops) {
+      if (op.t !== 'payment_update') continue;
+      const pay = this.payments.get(op.id);
+      if (!pay) throw new Error(`ledger: payment ${op.id} was not locked by its command`);
+      pay.status = op.status;
+      pay.capturedAmount = op.capturedAmount;
+      pay.refundedAmount = op.refundedAmount;
+    }
+  }
+
+  /**
    * Applies one command's ops to the running balances, or leaves everything as it was and
    * returns the refusal when a user account would go below zero available.
    */
@@ -395,8 +413,8 @@ class BatchState implements BatchView {
 
 /** Everything a batch writes, gathered per table and written with one statement per table. */
 class Writes {
-  transfers: Extract<Op, { t: 'transfer' }>[] = [];
-  resolves: Extract<Op, { t: 'resolve' }>[] = [];
+  transfers: (Extract<Op, { t: 'transfer' }> & { shard: number })[] = [];
+  resolves: (Extract<Op, { t: 'resolve' }> & { shard: number })[] = [];
   history: HistoryRow[] = [];
   historyStatus: Extract<Op, { t: 'history_status' }>[] = [];
   outbox: OutboxEvent[] = [];
@@ -406,11 +424,12 @@ class Writes {
   refunds: Extract<Op, { t: 'refund' }>['row'][] = [];
   idempotency: { userId: string; key: string; requestHash: string; shard: number; status: number; json: string }[] = [];
 
-  add(ops: Op[]): void {
+  /** shard: the shard of the command (the initiating user's), recorded on its ledger rows */
+  add(ops: Op[], shard: number): void {
     for (const op of ops) {
       switch (op.t) {
-        case 'transfer': this.transfers.push(op); break;
-        case 'resolve': this.resolves.push(op); break;
+        case 'transfer': this.transfers.push({ ...op, shard }); break;
+        case 'resolve': this.resolves.push({ ...op, shard }); break;
         case 'history': this.history.push(op.row); break;
         case 'history_status': this.historyStatus.push(op); break;
         case 'outbox': this.outbox.push(op.event); break;
@@ -461,8 +480,9 @@ class Writes {
       const pendingId = [...t.map(() => null), ...rs.map((x) => x.pendingId)];
       const kind = [...t.map((x) => x.kind), ...rs.map((x) => x.kind)];
       const refId = [...t.map((x) => x.refId), ...rs.map((x) => x.refId)];
-      q.push(tx`insert into ledger_transfers (id, debit_account_id, credit_account_id, amount, currency, status, pending_id, kind, ref_id, created_at)
-        select *, ${now}::timestamptz from unnest(${ids}::text[], ${debit}::text[], ${credit}::text[], ${s(amount)}::bigint[], ${currency}::text[], ${status}::text[], ${pendingId}::text[], ${kind}::text[], ${refId}::text[])`);
+      const shard = [...t.map((x) => x.shard), ...rs.map((x) => x.shard)];
+      q.push(tx`insert into ledger_transfers (id, debit_account_id, credit_account_id, amount, currency, status, pending_id, kind, ref_id, shard, created_at)
+        select *, ${now}::timestamptz from unnest(${ids}::text[], ${debit}::text[], ${credit}::text[], ${s(amount)}::bigint[], ${currency}::text[], ${status}::text[], ${pendingId}::text[], ${kind}::text[], ${refId}::text[], ${shard}::smallint[])`);
       if (state.resolved.size) {
         q.push(tx`update ledger_transfers as l set status = d.status from unnest(${[...state.resolved.keys()]}::text[], ${[...state.resolved.values()]}::text[]) as d(id, status) where l.id = d.id`);
       }

@@ -62,6 +62,7 @@ create table ledger_transfers (
   pending_id text references ledger_transfers (id),
   kind text not null check (kind in ('p2p', 'topup', 'payment', 'capture', 'void', 'expire', 'refund', 'fee')),
   ref_id text not null,
+  shard smallint not null check (shard between 0 and 999), -- the initiating user's shard
   created_at timestamptz not null default now(),
   constraint distinct_accounts check (debit_account_id <> credit_account_id)
 );
