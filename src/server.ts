@@ -10,6 +10,7 @@ import { migrate } from './db/migrate.js';
 import { createPlatform, type Platform } from './platform.js';
 import { buildApp } from './app.js';
 import { coreTasks, startMaintenance } from './maintenance/index.js';
+import { paymentTasks } from './payments/expiry.js';
 import { createLogger } from './observability/logger.js';
 
 export interface RunningServer {
@@ -32,7 +33,7 @@ export async function startServer(config: Config, roles: readonly Role[] = confi
     const unsupported = roles.filter((r) => r !== 'api' && r !== 'maintenance');
     if (unsupported.length) log.info({ roles: unsupported }, 'these roles have no work in this version yet');
 
-    const maintenance = roles.includes('maintenance') ? startMaintenance(platform, coreTasks(platform)) : undefined;
+    const maintenance = roles.includes('maintenance') ? startMaintenance(platform, [...coreTasks(platform), ...paymentTasks(platform)]) : undefined;
     let app: FastifyInstance | undefined;
     let url: string | undefined;
     if (roles.includes('api')) {

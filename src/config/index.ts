@@ -50,7 +50,6 @@ const settings = {
 
   bodyLimitBytes: ['BODY_LIMIT_BYTES', Int(1024, 1_048_576, 16_384)],
   maxAmountMinor: ['MAX_AMOUNT_MINOR', Int(1, Number.MAX_SAFE_INTEGER, 100_000_000)],
-  merchantFeeBps: ['MERCHANT_FEE_BPS', Int(0, 10_000, 0)],
   idempotencyTtlHours: ['IDEMPOTENCY_TTL_HOURS', Int(24, 24 * 30, 48)],
   idempotencyInFlightMax: ['IDEMPOTENCY_IN_FLIGHT_MAX', Int(100, 10_000_000, 100_000)],
   holdExpiryMinutes: ['HOLD_EXPIRY_MINUTES', Int(1, 60 * 24 * 30, 7 * 24 * 60)],

@@ -38,7 +38,11 @@ const Item = Type.Partial(
 function parseBound(value: string, end: boolean): Date {
   const dateOnly = value.length === 10;
   const d = new Date(dateOnly ? `${value}T00:00:00Z` : value);
-  if (Number.isNaN(d.getTime())) throw new ProblemError('validation_failed', `querystring: "${value}" is not a date`);
+  const year = d.getUTCFullYear();
+  // 2024-02-30 must not become March 1st; PostgreSQL stores years 1-9999 only
+  if (Number.isNaN(d.getTime()) || year < 1 || year > 9999 || (dateOnly && d.toISOString().slice(0, 10) !== value)) {
+    throw new ProblemError('validation_failed', `querystring: "${value}" is not a date`);
+  }
   // `to` as a date includes that whole day
   if (end && dateOnly) d.setUTCDate(d.getUTCDate() + 1);
   return d;

@@ -5,6 +5,7 @@
  */
 import type { Sql } from '../db/index.js';
 import type { HistoryRow } from '../ledger/types.js';
+import { parseId } from '../shared/ids.js';
 
 export interface HistoryQuery {
   userId: string;
@@ -36,9 +37,11 @@ export function encodeCursor(item: { createdAt: Date; id: string }): string {
 }
 
 export function decodeCursor(cursor: string): { createdAt: Date; id: string } | undefined {
-  const [at, id] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
-  const createdAt = new Date(at ?? '');
-  if (!id || Number.isNaN(createdAt.getTime()) || id.length > 64) return undefined;
+  const [at, id, ...rest] = Buffer.from(cursor, 'base64url').toString('utf8').split('|');
+  if (rest.length || !id || !at || !/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/.test(at)) return undefined;
+  const createdAt = new Date(at);
+  // only cursors we could have issued: our ISO format, a real instant, one of our ids
+  if (Number.isNaN(createdAt.getTime()) || createdAt.toISOString() !== at || !parseId(id)) return undefined;
   return { createdAt, id };
 }
 

@@ -12,6 +12,7 @@ export type IdPrefix = (typeof ID_PREFIXES)[number];
 
 const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';
 const DECODE = new Map([...ALPHABET].map((c, i) => [c, i]));
+const MAX_TIME_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
 const ID_RE = /^([a-z]{2,3})_(\d{3})([0-9A-HJKMNP-TV-Z]{26})$/;
 
 let pool = randomBytes(4096);
@@ -64,6 +65,8 @@ export function parseId(id: string, expectedPrefix?: IdPrefix | readonly IdPrefi
   }
   let ms = 0;
   for (const c of m[3]!.slice(0, 10)) ms = ms * 32 + DECODE.get(c)!;
+  // 48-bit times reach past year 9999, which PostgreSQL cannot store: not one of our ids
+  if (ms > MAX_TIME_MS) return undefined;
   return { prefix, shard: Number(m[2]), createdAt: new Date(ms) };
 }
 

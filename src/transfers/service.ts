@@ -23,7 +23,7 @@ export function createTransferService(p: Platform, wallets: WalletDirectory) {
       if (input.amountMinor > BigInt(p.config.maxAmountMinor)) return refuse(422, 'limit_exceeded', `The amount exceeds the per-movement maximum of ${p.config.maxAmountMinor} minor units.`);
       const to = parseId(input.to, 'usr');
       if (!to) return refuse(404, 'not_found', 'No such recipient.');
-      if (input.to === me.userId) return refuse(422, 'conflict', 'A transfer needs a recipient other than yourself.');
+      if (input.to === me.userId) return refuse(409, 'conflict', 'A transfer needs a recipient other than yourself.');
       if (p.db.forShard(to.shard) !== p.db.forShard(me.shard)) {
         return refuse(503, 'unavailable', 'Transfers between clusters are not enabled in this deployment.');
       }

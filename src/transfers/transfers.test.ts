@@ -71,7 +71,8 @@ describe('P2P transfers', () => {
     const a = await signUp(t.app);
     await fund(t.app, a, 100);
     const res = await moneyPost(t.app, a, '/v1/transfers', { to: a.id, amount: 1, currency: 'USD' });
-    expect(res.statusCode).toBe(422);
+    expect(res.statusCode).toBe(409);
+    expect(res.json()).toMatchObject({ code: 'conflict', status: 409 });
     expect(await balance(t.app, a)).toEqual({ available: 100, pending: 0 });
   });
 
@@ -115,8 +116,10 @@ describe('P2P transfers', () => {
     const res = await moneyPost(t.app, a, '/v1/transfers', { to: b.id, amount: 10, currency: 'USD' });
     const stranger = await t.app.inject({ method: 'GET', url: `/v1/transfers/${res.json().id}`, headers: c.auth });
     expect(stranger.statusCode).toBe(404);
-    const garbage = await t.app.inject({ method: 'GET', url: '/v1/transfers/not-an-id', headers: a.auth });
-    expect(garbage.statusCode).toBe(404);
+    for (const id of ['not-an-id', 'txn_999ZZZZZZZZZZAAAAAAAAAAAAAAAA']) {
+      const garbage = await t.app.inject({ method: 'GET', url: `/v1/transfers/${id}`, headers: a.auth });
+      expect(garbage.statusCode, id).toBe(404);
+    }
   });
 });
 
