@@ -47,6 +47,25 @@ export function sendResult(reply: FastifyReply, result: CommandResult): FastifyR
   return reply.send(result.json);
 }
 
+/**
+ * Runs one money-moving request under its Idempotency-Key (required), held in flight in this
+ * process until answered, and sends the answer (the first one, or its replay).
+ */
+export async function idempotentRequest(
+  inFlight: InFlight,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  run: (idem: { key: string; requestHash: string }) => Promise<CommandResult>,
+): Promise<FastifyReply> {
+  const key = idempotencyKey(req);
+  const release = inFlight.claim(req.principal!.userId, key);
+  try {
+    return sendResult(reply, await run({ key, requestHash: fingerprint(req) }).catch(unavailableFrom));
+  } finally {
+    release();
+  }
+}
+
 /** Maps engine back-pressure to 503 with Retry-After. */
 export function unavailableFrom(err: unknown): never {
   if (err instanceof EngineUnavailable) throw new ProblemError('unavailable', 'The ledger is busy; retry with the same Idempotency-Key.', { headers: { 'retry-after': '1' } });

@@ -4,11 +4,10 @@ import type { FastifyRequest } from 'fastify';
 import type { Platform } from '../platform.js';
 import { AmountIn, Bearer, Currency, IdParam, IdempotencyHeaders, MoneyOut, Timestamp, problems } from '../http/schemas.js';
 import { ProblemError } from '../http/problem.js';
-import { fingerprint, idempotencyKey, sendResult, unavailableFrom } from '../http/idempotency.js';
+import { idempotentRequest } from '../http/idempotency.js';
 import { createWalletDirectory } from '../ledger/wallet-directory.js';
 import { createPaymentMethodService } from '../payment-methods/service.js';
-import type { CommandResult } from '../ledger/types.js';
-import { createPaymentService, type Idem } from './service.js';
+import { createPaymentService } from './service.js';
 
 const CreatePayment = Type.Object(
   {
@@ -54,17 +53,6 @@ async function emptyBodyIsEmptyObject(req: FastifyRequest): Promise<void> {
 export function paymentRoutes(p: Platform): FastifyPluginAsyncTypebox {
   const payments = createPaymentService(p, createWalletDirectory(p.db), createPaymentMethodService(p));
 
-  /** one money-moving request under its Idempotency-Key, held in flight until answered */
-  const idempotent = async (req: FastifyRequest, run: (idem: Idem) => Promise<CommandResult>): Promise<CommandResult> => {
-    const me = req.principal!;
-    const key = idempotencyKey(req);
-    const release = p.inFlight.claim(me.userId, key);
-    try {
-      return await run({ key, requestHash: fingerprint(req) }).catch(unavailableFrom);
-    } finally {
-      release();
-    }
-  };
 
   return async (app) => {
     app.addHook('onRequest', app.authenticate);
@@ -76,7 +64,7 @@ export function paymentRoutes(p: Platform): FastifyPluginAsyncTypebox {
     }, async (req, reply) => {
       const b = req.body;
       const input = { merchantId: b.merchantId, amountMinor: BigInt(b.amount), currency: b.currency, capture: b.capture ?? true, ...(b.paymentMethodId !== undefined ? { paymentMethodId: b.paymentMethodId } : {}) };
-      return sendResult(reply, await idempotent(req, (idem) => payments.create(req.principal!, input, idem)));
+      return idempotentRequest(p.inFlight, req, reply, (idem) => payments.create(req.principal!, input, idem));
     });
 
     app.get('/payments/:id', {
@@ -92,7 +80,7 @@ export function paymentRoutes(p: Platform): FastifyPluginAsyncTypebox {
       schema: { tags, summary: 'Capture an authorized payment (all, or part: the rest of the hold is released)', description: merchantOnly, security: Bearer, headers: IdempotencyHeaders, params: IdParam, body: OptionalAmount, response: { 200: PaymentSchema, ...problems(400, 401, 404, 409, 422, 503) } },
     }, async (req, reply) => {
       const amount = req.body.amount === undefined ? undefined : BigInt(req.body.amount);
-      return sendResult(reply, await idempotent(req, (idem) => payments.capture(req.principal!, req.params.id, amount, idem)));
+      return idempotentRequest(p.inFlight, req, reply, (idem) => payments.capture(req.principal!, req.params.id, amount, idem));
     });
 
     app.post('/payments/:id/void', {
@@ -100,12 +88,11 @@ export function paymentRoutes(p: Platform): FastifyPluginAsyncTypebox {
       schema: {
         tags,
         summary: 'Void an authorized payment: the hold is released',
-        description: `${merchantOnly} An Idempotency-Key is optional here (a void moves no money between users); when sent, a retry replays the first answer.`,
+        description: `${merchantOnly}`,
         security: Bearer, headers: IdempotencyHeaders, params: IdParam, body: NoBody, response: { 200: PaymentSchema, ...problems(400, 401, 404, 409, 422, 503) },
       },
     }, async (req, reply) => {
-      if (req.headers['idempotency-key'] === undefined) return sendResult(reply, await payments.void(req.principal!, req.params.id).catch(unavailableFrom));
-      return sendResult(reply, await idempotent(req, (idem) => payments.void(req.principal!, req.params.id, idem)));
+      return idempotentRequest(p.inFlight, req, reply, (idem) => payments.void(req.principal!, req.params.id, idem));
     });
 
     app.post('/payments/:id/refunds', {
@@ -113,7 +100,7 @@ export function paymentRoutes(p: Platform): FastifyPluginAsyncTypebox {
       schema: { tags, summary: 'Refund a captured payment (default: all that is left) to the payer', description: merchantOnly, security: Bearer, headers: IdempotencyHeaders, params: IdParam, body: OptionalAmount, response: { 201: RefundSchema, ...problems(400, 401, 404, 409, 422, 503) } },
     }, async (req, reply) => {
       const amount = req.body.amount === undefined ? undefined : BigInt(req.body.amount);
-      return sendResult(reply, await idempotent(req, (idem) => payments.refund(req.principal!, req.params.id, amount, idem)));
+      return idempotentRequest(p.inFlight, req, reply, (idem) => payments.refund(req.principal!, req.params.id, amount, idem));
     });
   };
 }

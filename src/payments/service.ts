@@ -309,9 +309,9 @@ export function createPaymentService(p: Platform, wallets: WalletDirectory, meth
       return result;
     },
 
-    async void(me: Principal, id: string, idem?: Idem): Promise<CommandResult> {
+    async void(me: Principal, id: string, idem: Idem): Promise<CommandResult> {
       const pay = await loadForMerchant(me, id);
-      const result = await release(pay, 'void', (view) => authorizedFor(view, id, me.userId, 'voided'), idem && { userId: me.userId, ...idem });
+      const result = await release(pay, 'void', (view) => authorizedFor(view, id, me.userId, 'voided'), { userId: me.userId, ...idem });
       if (!result.replayed && result.status === 200) await tellNetwork(pay, 'void', (ref) => p.network.void(ref));
       return result;
     },

@@ -2,7 +2,7 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Platform } from '../platform.js';
 import { AmountIn, Bearer, Currency, IdempotencyHeaders, MoneyOut, Timestamp, problems } from '../http/schemas.js';
-import { fingerprint, idempotencyKey, sendResult, unavailableFrom } from '../http/idempotency.js';
+import { idempotentRequest } from '../http/idempotency.js';
 import { createWalletDirectory } from '../ledger/wallet-directory.js';
 import { createPaymentMethodService } from '../payment-methods/service.js';
 import { createTopupService } from './service.js';
@@ -25,16 +25,8 @@ export function topupRoutes(p: Platform): FastifyPluginAsyncTypebox {
     app.post('/topups', {
       schema: { tags: ['topups'], summary: 'Fund the wallet from a card (authorized and captured at the network)', security: Bearer, headers: IdempotencyHeaders, body: CreateTopup, response: { 201: TopupSchema, ...problems(400, 401, 404, 409, 422, 503) } },
     }, async (req, reply) => {
-      const me = req.principal!;
-      const key = idempotencyKey(req);
-      const release = p.inFlight.claim(me.userId, key);
-      try {
-        const b = req.body;
-        const result = await topups.topup(me, { paymentMethodId: b.paymentMethodId, amountMinor: BigInt(b.amount), currency: b.currency }, { key, requestHash: fingerprint(req) }).catch(unavailableFrom);
-        return sendResult(reply, result);
-      } finally {
-        release();
-      }
+      const b = req.body;
+      return idempotentRequest(p.inFlight, req, reply, (idem) => topups.topup(req.principal!, { paymentMethodId: b.paymentMethodId, amountMinor: BigInt(b.amount), currency: b.currency }, idem));
     });
   };
 }

@@ -3,7 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Platform } from '../platform.js';
 import { AmountIn, Bearer, Currency, IdParam, IdempotencyHeaders, MoneyOut, Timestamp, problems } from '../http/schemas.js';
 import { ProblemError } from '../http/problem.js';
-import { fingerprint, idempotencyKey, sendResult, unavailableFrom } from '../http/idempotency.js';
+import { idempotentRequest } from '../http/idempotency.js';
 import { createWalletDirectory } from '../ledger/wallet-directory.js';
 import { createTransferService } from './service.js';
 import { parseId } from '../shared/ids.js';
@@ -32,16 +32,8 @@ export function transferRoutes(p: Platform): FastifyPluginAsyncTypebox {
     app.post('/transfers', {
       schema: { tags, summary: 'Send money to another user (P2P)', security: Bearer, headers: IdempotencyHeaders, body: CreateTransfer, response: { 201: TransferSchema, ...problems(400, 401, 404, 409, 422, 503) } },
     }, async (req, reply) => {
-      const me = req.principal!;
-      const key = idempotencyKey(req);
-      const release = p.inFlight.claim(me.userId, key);
-      try {
-        const b = req.body;
-        const result = await transfers.transfer(me, { to: b.to, amountMinor: BigInt(b.amount), currency: b.currency, note: b.note }, { key, requestHash: fingerprint(req) }).catch(unavailableFrom);
-        return sendResult(reply, result);
-      } finally {
-        release();
-      }
+      const b = req.body;
+      return idempotentRequest(p.inFlight, req, reply, (idem) => transfers.transfer(req.principal!, { to: b.to, amountMinor: BigInt(b.amount), currency: b.currency, note: b.note }, idem));
     });
 
     app.get('/transfers/:id', { schema: { tags, summary: 'A transfer (its sender or recipient may read it)', security: Bearer, params: IdParam, response: { 200: TransferSchema, ...problems(401, 404) } } }, async (req) => {
