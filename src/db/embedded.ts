@@ -92,7 +92,12 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
     ...opts.settings,
   };
   const args = ['-D', dataDir, '-p', String(opts.port), ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])];
-  const child: ChildProcess = spawn(bin.postgres, args, { ...ids, stdio: ['ignore', 'ignore', 'pipe'] });
+  // Its own process group: Ctrl-C in a terminal signals the whole foreground group, and
+  // PostgreSQL must outlive our draining of in-flight requests; we stop it ourselves after.
+  const child: ChildProcess = spawn(bin.postgres, args, { ...ids, stdio: ['ignore', 'ignore', 'pipe'], detached: true });
+  // If this process dies without stopping it (an uncaught error), still ask for a fast shutdown.
+  const onExit = () => child.kill('SIGINT');
+  process.once('exit', onExit);
   let recent = '';
   let exited = false;
   await new Promise<void>((ok, fail) => {
@@ -115,6 +120,7 @@ export async function startEmbeddedPostgres(opts: EmbeddedPostgresOptions): Prom
     url: (database = 'postgres') => `postgres://postgres@127.0.0.1:${opts.port}/${database}`,
     stop: () =>
       new Promise<void>((ok) => {
+        process.removeListener('exit', onExit);
         if (exited) return ok();
         child.once('exit', () => ok());
         child.kill('SIGINT'); // fast shutdown: rolls back open transactions, checkpoints, exits
