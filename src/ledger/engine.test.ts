@@ -81,6 +81,22 @@ describe('batching engine', () => {
     expect(await available(wb)).toBe(250n);
   });
 
+  it('never overdraws under many concurrent batches from several engines (optimistic batches re-check under lock)', async () => {
+    const [a, b] = [await signUp(t.app), await signUp(t.app)];
+    await fund(t.app, a, 100);
+    const [wa, wb] = [await walletOf(a), await walletOf(b)];
+    const failures: string[] = [];
+    const metrics = { batchCommitted: () => undefined, batchFailed: (r: string) => failures.push(r), queueDepth: () => undefined };
+    const engines = [1, 2, 3].map(() => createLedgerEngine(t.platform.db, { batchMaxSize: 4, batchWindowMs: 0, queueMax: 1000, concurrentBatches: 4, retries: 20 }, metrics));
+    const results = await Promise.all(Array.from({ length: 300 }, (_, i) => engines[i % 3]!.submit(p2p(wa, wb, 1n))));
+    await Promise.all(engines.map((e) => e.stop()));
+    expect(results.filter((r) => r.status === 201)).toHaveLength(100);
+    expect(results.filter((r) => r.status === 422)).toHaveLength(200);
+    expect(await available(wa)).toBe(0n);
+    expect(await available(wb)).toBe(100n);
+    expect(failures.filter((f) => f === 'error')).toEqual([]);
+  });
+
   it('refuses work beyond its queue bound instead of growing without limit', async () => {
     const [a, b] = [await signUp(t.app), await signUp(t.app)];
     await fund(t.app, a, 1_000);
