@@ -13,6 +13,7 @@ import { createTokens, type Tokens } from './auth/tokens.js';
 import { createVault, parseKeyRing, type Vault } from './vault/index.js';
 import { createNetworkSimulator, withTimeout, type PaymentNetwork } from './network/index.js';
 import { createInFlight, type InFlight } from './http/idempotency.js';
+import { cacheKey, createCache, type Cache } from './cache/index.js';
 
 export interface Platform {
   readonly config: Config;
@@ -25,6 +26,7 @@ export interface Platform {
   readonly vault: Vault;
   readonly network: PaymentNetwork;
   readonly inFlight: InFlight;
+  readonly cache: Cache;
   close(): Promise<void>;
 }
 
@@ -48,6 +50,8 @@ export function createPlatform(config: Config, overrides: PlatformOverrides = {}
   const log = overrides.log ?? createLogger(config.logLevel);
   const metrics = createMetrics();
   const db = createDb(topology, { poolMax: config.dbPoolMax, statementTimeoutMs: config.dbStatementTimeoutMs });
+  const cache = createCache(config, metrics.cache);
+  void cache.start();
   const engine = createLedgerEngine(
     db,
     {
@@ -56,6 +60,13 @@ export function createPlatform(config: Config, overrides: PlatformOverrides = {}
       queueMax: config.ledgerQueueMax,
       concurrentBatches: config.ledgerConcurrentBatches,
       retries: config.ledgerBatchRetries,
+      // write-through before the callers are answered: their next read sees their own write
+      onCommitted: async ({ wallets, historyUsers }) => {
+        await Promise.all([
+          cache.putVersioned(wallets.map((w) => ({ key: cacheKey.balance(w.id), value: w }))),
+          cache.invalidate(historyUsers.map(cacheKey.recentTransactions)),
+        ]);
+      },
     },
     metrics,
   );
@@ -70,8 +81,10 @@ export function createPlatform(config: Config, overrides: PlatformOverrides = {}
     vault: createVault(parseKeyRing(config.vaultKeks, config.vaultActiveKek)),
     network: withTimeout(overrides.network ?? createNetworkSimulator(), config.networkTimeoutMs),
     inFlight: createInFlight(config.idempotencyInFlightMax),
+    cache,
     async close() {
       await engine.stop();
+      await cache.close();
       await db.close();
     },
   };

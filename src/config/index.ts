@@ -33,6 +33,20 @@ const settings = {
   dataDir: ['WALLET_DATA_DIR', Type.String({ minLength: 1, default: './.data' })],
   embeddedPgPort: ['EMBEDDED_PG_PORT', Int(1024, 32767, 15432)],
   redisUrl: ['REDIS_URL', Type.Optional(Type.String({ pattern: '^rediss?://' }))],
+  redisCluster: ['REDIS_CLUSTER', Type.Boolean({ default: false })],
+  cacheL1MaxBytes: ['CACHE_L1_MAX_BYTES', Int(0, 64 * 1024 ** 3, 64 * 1024 ** 2)],
+  cacheL1TtlSeconds: ['CACHE_L1_TTL_SECONDS', Int(1, 3600, 60)],
+  cacheBalanceTtlSeconds: ['CACHE_BALANCE_TTL_SECONDS', Int(300, 3600, 300)],
+  cacheL2TtlSeconds: ['CACHE_L2_TTL_SECONDS', Int(300, 3600, 1800)],
+  cacheRedisTimeoutMs: ['CACHE_REDIS_TIMEOUT_MS', Int(1, 5000, 50)],
+  cacheBreakerFailures: ['CACHE_BREAKER_FAILURES', Int(1, 1000, 5)],
+  cacheBreakerCooldownMs: ['CACHE_BREAKER_COOLDOWN_MS', Int(100, 600_000, 5000)],
+  cacheDirtyKeysMax: ['CACHE_DIRTY_KEYS_MAX', Int(1, 10_000_000, 100_000)],
+  cacheWarmIntervalMs: ['CACHE_WARM_INTERVAL_MS', Int(0, 86_400_000, 300_000)],
+  cacheWarmShare: ['CACHE_WARM_SHARE_PERCENT', Int(0, 100, 10)],
+  cacheWarmMaxUsers: ['CACHE_WARM_MAX_USERS', Int(0, 10_000_000, 20_000)],
+  cacheWarmBudgetMs: ['CACHE_WARM_BUDGET_MS', Int(0, 600_000, 5000)],
+  cacheWarmReadyMaxMs: ['CACHE_WARM_READY_MAX_MS', Int(0, 600_000, 1000)],
   natsUrl: ['NATS_URL', Type.Optional(Type.String({ pattern: '^nats://' }))],
   roles: ['WALLET_ROLES', Type.Array(Type.Union(ROLES.map((r) => Type.Literal(r))), { minItems: 1, default: [...ROLES] })],
   dbPoolMax: ['DB_POOL_MAX', Int(1, 1000, 20)],
@@ -83,6 +97,7 @@ export class ConfigError extends Error {
 
 function parseEnvValue(key: keyof Settings, raw: string): unknown {
   if (key === 'roles') return raw.split(',').map((r) => r.trim()).filter(Boolean);
+  if (key === 'redisCluster') return raw === 'true' || raw === '1' ? true : raw === 'false' || raw === '0' ? false : raw;
   return raw;
 }
 

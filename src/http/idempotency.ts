@@ -44,6 +44,9 @@ export function fingerprint(req: FastifyRequest): string {
 export function sendResult(reply: FastifyReply, result: CommandResult): FastifyReply {
   reply.code(result.status).type(result.status >= 400 ? 'application/problem+json' : 'application/json; charset=utf-8');
   if (result.replayed) reply.header('idempotent-replayed', 'true');
+  // the versions this request left on the caller's wallets: sent back on reads, they keep any
+  // process from answering with an older balance (src/wallets/service.ts)
+  if (result.versions?.size) reply.header('wallet-consistency', [...result.versions].map(([id, v]) => `${id}=${v}`).join(','));
   return reply.send(result.json);
 }
 

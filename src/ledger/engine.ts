@@ -23,6 +23,29 @@ export interface EngineOptions {
   queueMax: number;
   concurrentBatches: number;
   retries: number;
+  /**
+   * Called after each commit, before any caller of the batch is answered (the cache writes
+   * balances through here, so the caller's next read sees its own write). Must not throw.
+   */
+  onCommitted?: (effects: CommitEffects) => Promise<void>;
+}
+
+/** A user wallet as a commit left it. */
+export interface WalletSnapshot {
+  id: string;
+  userId: string;
+  currency: string;
+  available: bigint;
+  pending: bigint;
+  version: bigint;
+  updatedAt: Date;
+}
+
+/** What a committed batch changed that readers may have cached. */
+export interface CommitEffects {
+  wallets: WalletSnapshot[];
+  /** users whose history gained or changed a row */
+  historyUsers: string[];
 }
 
 export interface EngineMetrics {
@@ -143,8 +166,9 @@ class ClusterQueue {
     let mode: 'optimistic' | 'locked' = 'optimistic';
     for (let attempt = 0; ; attempt++) {
       try {
-        const results = await executeBatch(this.sql, batch.map((p) => p.cmd), mode);
+        const { results, effects } = await executeBatch(this.sql, batch.map((p) => p.cmd), mode);
         this.metrics?.batchCommitted(batch.length, performance.now() - started);
+        await this.opts.onCommitted?.(effects).catch(() => undefined);
         batch.forEach((p, i) => p.resolve(results[i]!));
         return;
       } catch (err) {
@@ -214,7 +238,7 @@ export class StaleBalances extends Error {
  *
  * locked: accounts are locked with the payments and holds before anything is applied.
  */
-export async function executeBatch(sql: Sql, cmds: Command[], mode: 'optimistic' | 'locked' = 'optimistic'): Promise<CommandResult[]> {
+export async function executeBatch(sql: Sql, cmds: Command[], mode: 'optimistic' | 'locked' = 'optimistic'): Promise<{ results: CommandResult[]; effects: CommitEffects }> {
   return sql.begin(async (tx) => {
     const now = new Date();
     const accountIds = uniqueSorted(cmds.flatMap((c) => c.accounts));
@@ -236,9 +260,16 @@ export async function executeBatch(sql: Sql, cmds: Command[], mode: 'optimistic'
     state.assertBalanced();
     await writes.flushRows(tx, state, now);
     if (mode === 'optimistic' && state.deltas.size) await recheckLocked(tx, state);
-    await writes.flushBalances(tx, state, now);
-    return results;
-  }) as Promise<CommandResult[]>;
+    const wallets = await writes.flushBalances(tx, state, now);
+    // each caller learns the versions its command left on its own wallets (read-your-writes)
+    const byId = new Map(wallets.map((w) => [w.id, w]));
+    cmds.forEach((cmd, i) => {
+      const mine = cmd.accounts.map((id) => byId.get(id)).filter((w): w is WalletSnapshot => w !== undefined && w.userId === cmd.idempotency?.userId);
+      if (mine.length && !results[i]!.replayed) results[i]!.versions = new Map(mine.map((w) => [w.id, w.version]));
+    });
+    const historyUsers = [...new Set([...writes.history.map((h) => h.userId), ...writes.historyStatus.map((h) => h.userId)])];
+    return { results, effects: { wallets, historyUsers } };
+  }) as Promise<{ results: CommandResult[]; effects: CommitEffects }>;
 }
 
 interface IdemRecord {
@@ -583,17 +614,20 @@ class Writes {
   }
 
   /** the net change of every touched account, as deltas on rows this transaction has locked */
-  async flushBalances(tx: Queryable, state: BatchState, now: Date): Promise<void> {
-    if (state.deltas.size) {
-      const ids = [...state.deltas.keys()];
-      const d = [...state.deltas.values()];
-      await tx`update accounts as a set
+  async flushBalances(tx: Queryable, state: BatchState, now: Date): Promise<WalletSnapshot[]> {
+    if (!state.deltas.size) return [];
+    const ids = [...state.deltas.keys()];
+    const d = [...state.deltas.values()];
+    const rows = await tx<{ id: string; user_id: string | null; currency: string; available: bigint; pending: bigint; version: bigint; updated_at: Date }[]>`update accounts as a set
           debits_posted = a.debits_posted + d.dp, credits_posted = a.credits_posted + d.cp,
           debits_pending = a.debits_pending + d.dpe, credits_pending = a.credits_pending + d.cpe,
           version = a.version + 1, updated_at = ${now}
         from unnest(${pgArray(ids)}::text[], ${pgArray((d.map((x) => x[0])))}::bigint[], ${pgArray((d.map((x) => x[1])))}::bigint[], ${pgArray((d.map((x) => x[2])))}::bigint[], ${pgArray((d.map((x) => x[3])))}::bigint[]) as d(id, dp, cp, dpe, cpe)
-        where a.id = d.id`;
-    }
+        where a.id = d.id
+        returning a.id, a.user_id, a.currency, a.credits_posted - a.debits_posted - a.debits_pending as available, a.debits_pending as pending, a.version, a.updated_at`;
+    return rows
+      .filter((r) => r.user_id !== null)
+      .map((r) => ({ id: r.id, userId: r.user_id!, currency: r.currency, available: r.available, pending: r.pending, version: r.version, updatedAt: r.updated_at }));
   }
 }
 

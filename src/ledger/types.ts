@@ -126,6 +126,8 @@ export interface Command {
 
 export interface CommandResult extends Answer {
   replayed: boolean;
+  /** the versions this command left on the caller's own wallets (for Wallet-Consistency) */
+  versions?: Map<string, bigint>;
   /** serialized body, identical for the first answer and every replay */
   json: string;
 }

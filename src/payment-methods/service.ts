@@ -3,6 +3,7 @@ import type { Platform } from '../platform.js';
 import type { CardDetails } from '../network/index.js';
 import { newId } from '../shared/ids.js';
 import { brandOf, isExpired, luhnValid } from './cards.js';
+import { cacheKey } from '../cache/index.js';
 
 export interface PaymentMethod {
   id: string;
@@ -39,17 +40,21 @@ export function createPaymentMethodService(p: Platform) {
         insert into payment_methods (id, shard, user_id, type, vault_token, brand, last4, exp_month, exp_year)
         values (${newId('pm', shard)}, ${shard}, ${userId}, 'card', ${token}, ${brandOf(card.number)}, ${card.number.slice(-4)}, ${card.expMonth}, ${card.expYear})
         returning *`;
+      await p.cache.invalidate([cacheKey.paymentMethods(userId)]);
       return { ok: true, value: fromRow(row!) };
     },
 
-    async list(userId: string, shard: number): Promise<PaymentMethod[]> {
-      const rows = await sqlOf(shard)`select * from payment_methods where user_id = ${userId} and deleted_at is null order by created_at, id`;
-      return rows.map(fromRow);
+    list(userId: string, shard: number): Promise<PaymentMethod[]> {
+      return p.cache.get(cacheKey.paymentMethods(userId), async () => {
+        const rows = await sqlOf(shard)`select * from payment_methods where user_id = ${userId} and deleted_at is null order by created_at, id`;
+        return rows.map(fromRow);
+      });
     },
 
     /** true when the method existed, was the user's, and is now removed */
     async remove(userId: string, shard: number, id: string): Promise<boolean> {
       const rows = await sqlOf(shard)`update payment_methods set deleted_at = now() where id = ${id} and user_id = ${userId} and deleted_at is null returning id`;
+      if (rows.length) await p.cache.invalidate([cacheKey.paymentMethods(userId)]);
       return rows.length === 1;
     },
 

@@ -15,6 +15,7 @@
  * id; the matching outbox event carries everything needed to retry it.
  */
 import type { Platform } from '../platform.js';
+import { cacheKey } from '../cache/index.js';
 import type { Principal } from '../auth/tokens.js';
 import type { Cluster } from '../db/index.js';
 import { newId, parseId, shardOf } from '../shared/ids.js';
@@ -108,7 +109,10 @@ export function createPaymentService(p: Platform, wallets: WalletDirectory, meth
     if (found) return found;
     const shard = shardOf(merchantId);
     const opened = await openWallet(p.db.forShard(shard).sql, merchantId, shard, currency);
-    if (opened) return opened.id;
+    if (opened) {
+      await p.cache.invalidate([cacheKey.user(merchantId)]); // the cached profile lists the wallets
+      return opened.id;
+    }
     // opened concurrently by another request
     const raced = await wallets.find(merchantId, currency);
     if (!raced) throw new Error(`payments: no ${currency} wallet for ${merchantId} after opening one`);

@@ -1,0 +1,194 @@
+/**
+ * The multi-layer cache: L1 in process → L2 Redis → the database (L3 is HTTP caching, in the
+ * routes). Read-through for everything; balances are versioned by their account row's version
+ * and written through after every ledger commit with a compare-and-set, so an older balance
+ * never replaces a newer one in either layer, and a reader that names the version it wrote
+ * (the Wallet-Consistency token) never gets an older one. Other keys are invalidated after
+ * commit: a tombstone in Redis and a message every process applies to its L1; a lost message
+ * is bounded by the L1 TTL. Nothing here can fail a request: Redis errors and timeouts fall
+ * through to the database (see redis.ts for the breaker).
+ */
+import { randomUUID } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
+import type { Config } from '../config/index.js';
+import { createL1, type L1 } from './l1.js';
+import { createL2, type BreakerState, type L2 } from './redis.js';
+import { decode, encode } from './codec.js';
+import { kindOf, type KeyKind } from './keys.js';
+
+export { cacheKey } from './keys.js';
+
+const CHANNEL = 'wallet:cache:invalidate';
+const TOMBSTONE_MS = 5_000;
+
+export interface CacheMetrics {
+  lookup(layer: 'l1' | 'l2', kind: KeyKind, hit: boolean): void;
+  eviction(layer: 'l1', reason: string): void;
+  l1Bytes(bytes: number): void;
+  redisLatency(op: string, seconds: number): void;
+  breaker(state: BreakerState): void;
+}
+
+export interface Versioned {
+  version: bigint;
+}
+
+export interface Cache {
+  /** read-through for an unversioned key */
+  get<T>(key: string, load: () => Promise<T>): Promise<T>;
+  /**
+   * Read-through for versioned keys (one L2 round trip for all of them): never returns a value
+   * older than minVersions names; `load` gets the keys still missing and returns their values.
+   */
+  getVersioned<T extends Versioned>(keys: string[], load: (missing: string[]) => Promise<Map<string, T>>, minVersions?: Map<string, bigint>): Promise<Map<string, T>>;
+  /** after a commit: the new values in, unless a newer one is there; other processes' L1 told */
+  putVersioned<T extends Versioned>(entries: { key: string; value: T }[]): Promise<void>;
+  /** after a commit: these keys are stale everywhere */
+  invalidate(keys: string[]): Promise<void>;
+  /** 'absent' without REDIS_URL, 'degraded' while Redis cannot be used */
+  redisStatus(): 'absent' | 'ok' | 'degraded';
+  readonly l1: L1;
+  start(): Promise<void>;
+  close(): Promise<void>;
+}
+
+type CacheConfig = Pick<
+  Config,
+  'redisUrl' | 'redisCluster' | 'cacheL1MaxBytes' | 'cacheL1TtlSeconds' | 'cacheBalanceTtlSeconds' | 'cacheL2TtlSeconds' | 'cacheRedisTimeoutMs' | 'cacheBreakerFailures' | 'cacheBreakerCooldownMs' | 'cacheDirtyKeysMax'
+>;
+
+export function createCache(config: CacheConfig, metrics?: CacheMetrics): Cache {
+  const origin = randomUUID();
+  const l1 = createL1(config.cacheL1MaxBytes, (reason) => metrics?.eviction('l1', reason));
+  // Without Redis no invalidation reaches the other processes: money keys then live at most a
+  // second in L1, which keeps API.md's promise that a recipient sees a credit within a second.
+  const l1TtlFor = (kind: KeyKind) => (!config.redisUrl && (kind === 'balance' || kind === 'transactions_recent') ? Math.min(1000, config.cacheL1TtlSeconds * 1000) : config.cacheL1TtlSeconds * 1000);
+  const l2TtlMs = (kind: KeyKind) => (kind === 'balance' ? config.cacheBalanceTtlSeconds : config.cacheL2TtlSeconds) * 1000;
+  const l2: L2 | undefined = config.redisUrl
+    ? createL2({
+        url: config.redisUrl,
+        cluster: config.redisCluster,
+        timeoutMs: config.cacheRedisTimeoutMs,
+        breakerFailures: config.cacheBreakerFailures,
+        breakerCooldownMs: config.cacheBreakerCooldownMs,
+        dirtyKeysMax: config.cacheDirtyKeysMax,
+        maxTtlMs: Math.max(config.cacheBalanceTtlSeconds, config.cacheL2TtlSeconds) * 1000,
+        onLatency: metrics?.redisLatency,
+        onBreaker: metrics?.breaker,
+      })
+    : undefined;
+
+  // An L1 fill must not put back a value that an invalidation removed while it was loading:
+  // every invalidation bumps the key's epoch, and a fill happens only if the epoch it saw at
+  // the start of the load is still current.
+  const epochs = new LRUCache<string, number>({ max: 100_000 });
+  let epochCounter = 0;
+  const epochOf = (key: string) => epochs.get(key) ?? 0;
+  const dropLocal = (key: string) => {
+    l1.delete(key);
+    epochs.set(key, ++epochCounter);
+  };
+  const reportBytes = () => metrics?.l1Bytes(l1.bytes);
+
+  return {
+    l1,
+    redisStatus: () => (!l2 ? 'absent' : l2.state === 'closed' ? 'ok' : 'degraded'),
+
+    async get<T>(key: string, load: () => Promise<T>): Promise<T> {
+      const kind = kindOf(key);
+      const local = l1.get(key);
+      metrics?.lookup('l1', kind, local !== undefined);
+      if (local) return decode<T>(local.text);
+      const epoch = epochOf(key);
+      if (l2) {
+        const text = await l2.get(key);
+        metrics?.lookup('l2', kind, text !== undefined);
+        if (text !== undefined) {
+          if (epochOf(key) === epoch) l1.set(key, { text }, l1TtlFor(kind));
+          return decode<T>(text);
+        }
+      }
+      const value = await load();
+      const text = encode(value);
+      if (epochOf(key) === epoch) {
+        l1.set(key, { text }, l1TtlFor(kind));
+        reportBytes();
+        void l2?.fill(key, text, l2TtlMs(kind));
+      }
+      return value;
+    },
+
+    async getVersioned<T extends Versioned>(keys: string[], load: (missing: string[]) => Promise<Map<string, T>>, minVersions = new Map<string, bigint>()): Promise<Map<string, T>> {
+      const out = new Map<string, T>();
+      const fresh = (key: string, version: bigint) => version >= (minVersions.get(key) ?? -1n);
+      let missing: string[] = [];
+      for (const key of keys) {
+        const local = l1.get(key);
+        const ok = local?.version !== undefined && fresh(key, local.version);
+        metrics?.lookup('l1', 'balance', ok);
+        if (ok) out.set(key, decode<T>(local!.text));
+        else missing.push(key);
+      }
+      if (missing.length && l2?.readable()) {
+        const found = await Promise.all(missing.map((k) => l2.getVersioned(k)));
+        const still: string[] = [];
+        missing.forEach((key, i) => {
+          const hit = found[i];
+          const ok = hit !== undefined && fresh(key, hit.version);
+          metrics?.lookup('l2', 'balance', ok);
+          if (ok) {
+            out.set(key, decode<T>(hit!.text));
+            l1.setIfNewer(key, { text: hit!.text, version: hit!.version }, l1TtlFor('balance'));
+          } else still.push(key);
+        });
+        missing = still;
+      }
+      if (missing.length) {
+        const loaded = await load(missing);
+        for (const [key, value] of loaded) {
+          out.set(key, value);
+          const text = encode(value);
+          l1.setIfNewer(key, { text, version: value.version }, l1TtlFor('balance'));
+          void l2?.setIfNewer(key, value.version, text, l2TtlMs('balance'));
+        }
+        reportBytes();
+      }
+      return out;
+    },
+
+    async putVersioned(entries) {
+      if (!entries.length) return;
+      for (const { key, value } of entries) l1.setIfNewer(key, { text: encode(value), version: value.version }, l1TtlFor('balance'));
+      reportBytes();
+      if (!l2) return;
+      await Promise.all(entries.map(({ key, value }) => l2.setIfNewer(key, value.version, encode(value), l2TtlMs('balance'))));
+      await l2.publish(CHANNEL, JSON.stringify({ o: origin, k: entries.map((e) => e.key) }));
+    },
+
+    async invalidate(keys) {
+      if (!keys.length) return;
+      for (const k of keys) dropLocal(k);
+      if (!l2) return;
+      await l2.invalidate(keys, TOMBSTONE_MS);
+      await l2.publish(CHANNEL, JSON.stringify({ o: origin, k: keys }));
+    },
+
+    async start() {
+      await l2?.subscribe(CHANNEL, (message) => {
+        try {
+          const { o, k } = JSON.parse(message) as { o: string; k: string[] };
+          if (o === origin || !Array.isArray(k)) return;
+          // a balance written elsewhere: drop ours, the next read takes the new one from L2
+          for (const key of k) if (typeof key === 'string') dropLocal(key);
+        } catch {
+          // not one of ours: ignore
+        }
+      });
+    },
+
+    async close() {
+      await l2?.close();
+      l1.clear();
+    },
+  };
+}

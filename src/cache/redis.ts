@@ -1,0 +1,214 @@
+/**
+ * L2 on Redis (ioredis; a single node or a Cluster by config) behind a circuit breaker. Every
+ * call has a time budget; failures open the breaker, and while it is open nothing waits on
+ * Redis: reads fall through to PostgreSQL, writes are remembered as dirty keys. Before the
+ * breaker closes again the dirty keys are deleted, so a value that missed its update while
+ * Redis was unreachable is never served afterwards (and if too many keys were missed to
+ * remember, L2 is not read until the longest TTL has passed).
+ */
+import { Redis, Cluster, type RedisOptions } from 'ioredis';
+
+/**
+ * Fill unless the key was invalidated a moment ago: an invalidation leaves a short-lived
+ * tombstone, so a reader that loaded before the write cannot put the old value back.
+ */
+const FILL = `
+if redis.call('GET', KEYS[1]) == ARGV[3] then return 0 end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return 1`;
+export const TOMBSTONE = '\u0000gone';
+
+/** Compare-and-set by version: an older value never overwrites a newer one. */
+const CAS_SET = `
+local cur = redis.call('HGET', KEYS[1], 'v')
+if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return 1`;
+
+export type BreakerState = 'closed' | 'open' | 'half-open';
+
+export interface L2Options {
+  url: string;
+  cluster: boolean;
+  timeoutMs: number;
+  breakerFailures: number;
+  breakerCooldownMs: number;
+  dirtyKeysMax: number;
+  /** the longest TTL any key has: how long an unremembered missed update can live */
+  maxTtlMs: number;
+  onLatency?: (op: string, seconds: number) => void;
+  onBreaker?: (state: BreakerState) => void;
+}
+
+export interface L2 {
+  /** undefined: a miss, or Redis unavailable (the caller cannot tell, and need not) */
+  get(key: string): Promise<string | undefined>;
+  getVersioned(key: string): Promise<{ version: bigint; text: string } | undefined>;
+  /** stores a value read from the database, unless the key was invalidated since (tombstone) */
+  fill(key: string, text: string, ttlMs: number): Promise<void>;
+  /** replaces values by tombstones that live tombstoneMs */
+  invalidate(keys: string[], tombstoneMs: number): Promise<void>;
+  /** stores unless Redis holds this version or a newer one; true when stored */
+  setIfNewer(key: string, version: bigint, text: string, ttlMs: number): Promise<boolean>;
+  delete(keys: string[]): Promise<void>;
+  publish(channel: string, message: string): Promise<void>;
+  subscribe(channel: string, onMessage: (message: string) => void): Promise<void>;
+  readonly state: BreakerState;
+  /** can L2 be read now (breaker closed, no untrusted period)? */
+  readable(): boolean;
+  close(): Promise<void>;
+}
+
+export function createL2(opts: L2Options): L2 {
+  const base: RedisOptions = {
+    lazyConnect: false,
+    enableOfflineQueue: false, // fail at once while disconnected instead of queueing
+    maxRetriesPerRequest: 0,
+    connectTimeout: 1000,
+    enableAutoPipelining: true, // concurrent commands go out as one pipeline (per node in a Cluster)
+    retryStrategy: (times) => Math.min(100 * times, 2000),
+  };
+  const make = (): Redis | Cluster =>
+    opts.cluster ? new Cluster([opts.url], { redisOptions: base, enableOfflineQueue: false, enableAutoPipelining: true }) : new Redis(opts.url, base);
+  const client = make();
+  client.on('error', () => undefined); // the breaker accounts for failures; no unhandled events
+  let subscriber: Redis | Cluster | undefined;
+
+  let state: BreakerState = 'closed';
+  let failures = 0;
+  let openedAt = 0;
+  let untrustedUntil = 0;
+  const dirty = new Set<string>();
+  let dirtyOverflow = false;
+  const setState = (s: BreakerState) => {
+    if (s !== state) {
+      state = s;
+      opts.onBreaker?.(s);
+    }
+  };
+
+  const within = async <T>(op: string, run: () => Promise<T>): Promise<T> => {
+    const started = performance.now();
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const result = await Promise.race([run(), new Promise<never>((_, fail) => (timer = setTimeout(() => fail(new Error(`redis ${op} timed out`)), opts.timeoutMs)))]);
+      failures = 0;
+      return result;
+    } catch (err) {
+      failures++;
+      if (state === 'half-open' || failures >= opts.breakerFailures) {
+        setState('open');
+        openedAt = Date.now();
+      }
+      throw err;
+    } finally {
+      clearTimeout(timer);
+      opts.onLatency?.(op, (performance.now() - started) / 1000);
+    }
+  };
+
+  let probing: Promise<void> | undefined;
+  /** true when a call may go to Redis now; moves an open breaker to half-open after the cooldown */
+  const usable = (): boolean => {
+    if (state === 'closed') return true;
+    if (state === 'open' && Date.now() - openedAt >= opts.breakerCooldownMs && !probing) {
+      setState('half-open');
+      probing = recover().finally(() => (probing = undefined));
+    }
+    return false;
+  };
+
+  /** The probe: forget what we could not update while Redis was away, then close. */
+  const recover = async () => {
+    try {
+      const keys = [...dirty];
+      await within('recover', async () => {
+        await client.ping();
+        // one key a command: keys of a Cluster live in different slots
+        for (let i = 0; i < keys.length; i += 1000) await Promise.all(keys.slice(i, i + 1000).map((k) => client.del(k)));
+      });
+      for (const k of keys) dirty.delete(k);
+      if (dirtyOverflow) {
+        untrustedUntil = Date.now() + opts.maxTtlMs;
+        dirtyOverflow = false;
+      }
+      setState('closed');
+    } catch {
+      setState('open');
+      openedAt = Date.now();
+    }
+  };
+
+  const remember = (keys: string[]) => {
+    for (const k of keys) {
+      if (dirty.size >= opts.dirtyKeysMax) {
+        dirtyOverflow = true;
+        return;
+      }
+      dirty.add(k);
+    }
+  };
+
+  const write = async (op: string, keys: string[], run: () => Promise<unknown>) => {
+    if (!usable()) return remember(keys);
+    try {
+      await within(op, run);
+    } catch {
+      remember(keys);
+    }
+  };
+
+  return {
+    get state() {
+      return state;
+    },
+    readable: () => usable() && Date.now() >= untrustedUntil,
+    async get(key) {
+      if (!usable() || Date.now() < untrustedUntil) return undefined;
+      try {
+        const text = await within('get', () => client.get(key));
+        return text === null || text === TOMBSTONE ? undefined : text;
+      } catch {
+        return undefined;
+      }
+    },
+    async getVersioned(key) {
+      if (!usable() || Date.now() < untrustedUntil) return undefined;
+      try {
+        const [v, d] = await within('hmget', () => client.hmget(key, 'v', 'd'));
+        return v !== null && d !== null && v !== undefined && d !== undefined ? { version: BigInt(v), text: d } : undefined;
+      } catch {
+        return undefined;
+      }
+    },
+    fill: (key, text, ttlMs) => write('fill', [key], () => client.eval(FILL, 1, key, text, String(ttlMs), TOMBSTONE)),
+    invalidate: (keys, tombstoneMs) => (keys.length ? write('invalidate', keys, () => Promise.all(keys.map((k) => client.set(k, TOMBSTONE, 'PX', tombstoneMs)))) : Promise.resolve()),
+    async setIfNewer(key, version, text, ttlMs) {
+      let stored = false;
+      await write('cas', [key], async () => {
+        stored = (await client.eval(CAS_SET, 1, key, version.toString(), text, String(ttlMs))) === 1;
+      });
+      return stored;
+    },
+    delete: (keys) => (keys.length ? write('del', keys, () => Promise.all(keys.map((k) => client.del(k)))) : Promise.resolve()),
+    async publish(channel, message) {
+      if (!usable()) return;
+      await within('publish', () => client.publish(channel, message)).catch(() => undefined);
+    },
+    async subscribe(channel, onMessage) {
+      subscriber = client.duplicate();
+      subscriber.on('error', () => undefined);
+      subscriber.on('message', (ch: string, msg: string) => {
+        if (ch === channel) onMessage(msg);
+      });
+      // re-subscribes by itself after reconnecting (ioredis autoResubscribe)
+      await subscriber.subscribe(channel).catch(() => undefined);
+    },
+    async close() {
+      await Promise.allSettled([client.quit(), subscriber?.quit()]);
+      client.disconnect();
+      subscriber?.disconnect();
+    },
+  };
+}

@@ -1,0 +1,81 @@
+/**
+ * Reads of the user's profile and balances through the cache. The profile (user:{id}) carries
+ * the wallet list; each balance (balance:{walletId}) is versioned by its account row, so the
+ * Wallet-Consistency token a money response carried keeps its owner from ever reading an older
+ * balance, whichever process answers.
+ */
+import type { Platform } from '../platform.js';
+import { cacheKey } from '../cache/index.js';
+import type { WalletSnapshot } from '../ledger/engine.js';
+import type { User } from '../users/service.js';
+
+export interface Profile {
+  user: User;
+  wallets: { id: string; currency: string }[];
+}
+
+export const CONSISTENCY_HEADER = 'wallet-consistency';
+const TOKEN_RE = /^wal_[0-9A-Z]{29}=\d{1,19}$/;
+const TOKEN_MAX_ENTRIES = 32;
+
+/** `wal_x=17,wal_y=4` → minimum versions by cache key; anything malformed is ignored. */
+export function parseConsistency(header: unknown): Map<string, bigint> {
+  const out = new Map<string, bigint>();
+  if (typeof header !== 'string' || header.length > 64 * TOKEN_MAX_ENTRIES) return out;
+  for (const part of header.split(',').slice(0, TOKEN_MAX_ENTRIES)) {
+    const item = part.trim();
+    if (!TOKEN_RE.test(item)) continue;
+    const [id, v] = item.split('=') as [string, string];
+    out.set(cacheKey.balance(id), BigInt(v));
+  }
+  return out;
+}
+
+export function formatConsistency(versions: Map<string, bigint>): string {
+  return [...versions].map(([id, v]) => `${id}=${v}`).join(',');
+}
+
+export function createWalletReads(p: Platform) {
+  const sqlOf = (shard: number) => p.db.forShard(shard).sql;
+
+  const loadBalances = async (shard: number, keys: string[]): Promise<Map<string, WalletSnapshot>> => {
+    const ids = keys.map((k) => k.slice('balance:'.length));
+    const rows = await sqlOf(shard)<{ id: string; user_id: string; currency: string; available: bigint; pending: bigint; version: bigint; updated_at: Date }[]>`
+      select id, user_id, currency, credits_posted - debits_posted - debits_pending as available, debits_pending as pending, version, updated_at
+      from accounts where id = any(${ids}::text[]) and kind = 'user'`;
+    return new Map(rows.map((r) => [cacheKey.balance(r.id), { id: r.id, userId: r.user_id, currency: r.currency, available: r.available, pending: r.pending, version: r.version, updatedAt: r.updated_at }]));
+  };
+
+  return {
+    profile(userId: string, shard: number): Promise<Profile | undefined> {
+      return p.cache.get(cacheKey.user(userId), async () => {
+        const sql = sqlOf(shard);
+        const [[user], wallets] = await Promise.all([
+          sql`select id, email, name, kind, region, created_at from users where id = ${userId}`,
+          sql<{ id: string; currency: string }[]>`select id, currency from accounts where user_id = ${userId} and kind = 'user' order by created_at, id`,
+        ]);
+        if (!user) return undefined;
+        const profile: Profile = {
+          user: { id: user.id, email: user.email, name: user.name, kind: user.kind, region: user.region, createdAt: user.created_at },
+          wallets: wallets.map((w) => ({ id: w.id, currency: w.currency })),
+        };
+        return profile;
+      });
+    },
+
+    /** the user's wallets with balances, none older than minVersions */
+    async balances(userId: string, shard: number, minVersions?: Map<string, bigint>): Promise<WalletSnapshot[]> {
+      const profile = await this.profile(userId, shard);
+      if (!profile) return [];
+      const keys = profile.wallets.map((w) => cacheKey.balance(w.id));
+      const found = await p.cache.getVersioned(keys, (missing) => loadBalances(shard, missing), minVersions);
+      return keys.map((k) => found.get(k)).filter((w): w is WalletSnapshot => w !== undefined);
+    },
+
+    /** profile changes (name, region, a new wallet) */
+    forget(userId: string): Promise<void> {
+      return p.cache.invalidate([cacheKey.user(userId)]);
+    },
+  };
+}
+export type WalletReads = ReturnType<typeof createWalletReads>;
