@@ -27,6 +27,8 @@ export interface Platform {
   readonly network: PaymentNetwork;
   readonly inFlight: InFlight;
   readonly cache: Cache;
+  /** resolves when the cache has connected and subscribed to invalidations (at most ~2 s) */
+  ready(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -51,7 +53,7 @@ export function createPlatform(config: Config, overrides: PlatformOverrides = {}
   const metrics = createMetrics();
   const db = createDb(topology, { poolMax: config.dbPoolMax, statementTimeoutMs: config.dbStatementTimeoutMs });
   const cache = createCache(config, metrics.cache);
-  void cache.start();
+  const cacheStarted = cache.start().catch((err) => log.warn({ err }, 'cache start failed; serving from the database'));
   const engine = createLedgerEngine(
     db,
     {
@@ -82,6 +84,9 @@ export function createPlatform(config: Config, overrides: PlatformOverrides = {}
     network: withTimeout(overrides.network ?? createNetworkSimulator(), config.networkTimeoutMs),
     inFlight: createInFlight(config.idempotencyInFlightMax),
     cache,
+    ready: async () => {
+      await cacheStarted;
+    },
     async close() {
       await engine.stop();
       await cache.close();

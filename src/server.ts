@@ -26,6 +26,7 @@ export async function startServer(config: Config, roles: readonly Role[] = confi
   let platform: Platform | undefined;
   try {
     platform = createPlatform(config, { databaseUrl: database.url, log });
+    await platform.ready();
     for (const c of platform.db.clusters) {
       const applied = await migrate(c.sql, { partitionsAheadMonths: config.partitionsAheadMonths });
       if (applied.length) log.info({ cluster: c.name, applied }, 'migrations applied');

@@ -144,11 +144,13 @@ export function createCache(config: CacheConfig, metrics?: CacheMetrics): Cache 
         missing = still;
       }
       if (missing.length) {
+        const seen = new Map(missing.map((k) => [k, epochOf(k)]));
         const loaded = await load(missing);
         for (const [key, value] of loaded) {
           out.set(key, value);
           const text = encode(value);
-          l1.setIfNewer(key, { text, version: value.version }, l1TtlFor('balance'));
+          // a newer version announced while we loaded: leave L1 to the next read
+          if (epochOf(key) === seen.get(key)) l1.setIfNewer(key, { text, version: value.version }, l1TtlFor('balance'));
           void l2?.setIfNewer(key, value.version, text, l2TtlMs('balance'));
         }
         reportBytes();
@@ -158,11 +160,17 @@ export function createCache(config: CacheConfig, metrics?: CacheMetrics): Cache 
 
     async putVersioned(entries) {
       if (!entries.length) return;
-      for (const { key, value } of entries) l1.setIfNewer(key, { text: encode(value), version: value.version }, l1TtlFor('balance'));
+      const texts = entries.map(({ value }) => encode(value));
+      if (!l2) {
+        entries.forEach(({ key, value }, i) => l1.setIfNewer(key, { text: texts[i]!, version: value.version }, l1TtlFor('balance')));
+      } else {
+        const stored = await Promise.all(entries.map(({ key, value }, i) => l2.setIfNewer(key, value.version, texts[i]!, l2TtlMs('balance'))));
+        // Redis refused it (it holds a newer version) or could not be reached: then our L1 must
+        // not keep this version either; the next read takes the newest from L2 or the database.
+        entries.forEach(({ key, value }, i) => (stored[i] ? l1.setIfNewer(key, { text: texts[i]!, version: value.version }, l1TtlFor('balance')) : dropLocal(key)));
+        await l2.publish(CHANNEL, JSON.stringify({ o: origin, k: entries.map((e) => e.key) }));
+      }
       reportBytes();
-      if (!l2) return;
-      await Promise.all(entries.map(({ key, value }) => l2.setIfNewer(key, value.version, encode(value), l2TtlMs('balance'))));
-      await l2.publish(CHANNEL, JSON.stringify({ o: origin, k: entries.map((e) => e.key) }));
     },
 
     async invalidate(keys) {
@@ -174,6 +182,7 @@ export function createCache(config: CacheConfig, metrics?: CacheMetrics): Cache 
     },
 
     async start() {
+      await l2?.whenReady(2_000);
       await l2?.subscribe(CHANNEL, (message) => {
         try {
           const { o, k } = JSON.parse(message) as { o: string; k: string[] };

@@ -57,6 +57,8 @@ export interface L2 {
   readonly state: BreakerState;
   /** can L2 be read now (breaker closed, no untrusted period)? */
   readable(): boolean;
+  /** resolves once connected (and recovered), or after timeoutMs: never delays anyone longer */
+  whenReady(timeoutMs: number): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -75,9 +77,28 @@ export function createL2(opts: L2Options): L2 {
   client.on('error', () => undefined); // the breaker accounts for failures; no unhandled events
   let subscriber: Redis | Cluster | undefined;
 
-  let state: BreakerState = 'closed';
+  // Not connected (at start, or after the connection dropped) counts as an open breaker: writes
+  // are remembered as dirty, and the first 'ready' runs the recovery that deletes them.
+  let state: BreakerState = 'open';
+  let connected = false;
+  const ready = new Promise<void>((ok) => client.once('ready', () => ok()));
+  client.on('ready', () => {
+    connected = true;
+    if (state !== 'closed' && !probing) {
+      setState('half-open');
+      probing = recover().finally(() => (probing = undefined));
+    }
+  });
+  client.on('close', () => {
+    connected = false;
+    if (state === 'closed') {
+      setState('open');
+      openedAt = Date.now();
+    }
+  });
   let failures = 0;
   let openedAt = 0;
+  let probing: Promise<void> | undefined;
   let untrustedUntil = 0;
   const dirty = new Set<string>();
   let dirtyOverflow = false;
@@ -108,11 +129,10 @@ export function createL2(opts: L2Options): L2 {
     }
   };
 
-  let probing: Promise<void> | undefined;
   /** true when a call may go to Redis now; moves an open breaker to half-open after the cooldown */
   const usable = (): boolean => {
     if (state === 'closed') return true;
-    if (state === 'open' && Date.now() - openedAt >= opts.breakerCooldownMs && !probing) {
+    if (state === 'open' && connected && Date.now() - openedAt >= opts.breakerCooldownMs && !probing) {
       setState('half-open');
       probing = recover().finally(() => (probing = undefined));
     }
@@ -164,6 +184,11 @@ export function createL2(opts: L2Options): L2 {
       return state;
     },
     readable: () => usable() && Date.now() >= untrustedUntil,
+    async whenReady(timeoutMs) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([ready.then(() => probing), new Promise((ok) => (timer = setTimeout(ok, timeoutMs)))]);
+      clearTimeout(timer);
+    },
     async get(key) {
       if (!usable() || Date.now() < untrustedUntil) return undefined;
       try {
@@ -197,7 +222,8 @@ export function createL2(opts: L2Options): L2 {
       await within('publish', () => client.publish(channel, message)).catch(() => undefined);
     },
     async subscribe(channel, onMessage) {
-      subscriber = client.duplicate();
+      // subscribing may happen before the connection is up: this one queues its commands
+      subscriber = opts.cluster ? (client as Cluster).duplicate(undefined, { enableOfflineQueue: true }) : (client as Redis).duplicate({ enableOfflineQueue: true });
       subscriber.on('error', () => undefined);
       subscriber.on('message', (ch: string, msg: string) => {
         if (ch === channel) onMessage(msg);

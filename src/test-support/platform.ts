@@ -50,6 +50,7 @@ export async function createTestPlatform(env: Record<string, string> = {}, overr
   const db = await createTestDatabase();
   const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', LEDGER_BATCH_WINDOW_MS: '1', NETWORK_TIMEOUT_MS: '300', DB_POOL_MAX: '10', PASSWORD_HASH_LOG2_COST: '10', ...env });
   const platform = createPlatform(config, { databaseUrl: db.url, log: createLogger(config.logLevel), ...overrides });
+  await platform.ready();
   const app = await buildApp(platform);
   return {
     platform,
