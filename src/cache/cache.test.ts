@@ -80,6 +80,16 @@ describe('two app instances sharing Redis', () => {
     expect((await walletsVia(bApp, bob.auth)).available).toBe(300);
   });
 
+  it('shows a profile change made on one instance on the other', async () => {
+    const u = await signUp(a.app);
+    expect((await bApp.inject({ method: 'GET', url: '/v1/me', headers: u.auth })).json().name).toBe('Test User');
+    await a.app.inject({ method: 'PATCH', url: '/v1/me', headers: u.auth, payload: { name: 'Renamed' } });
+    await until(async () => (await bApp.inject({ method: 'GET', url: '/v1/me', headers: u.auth })).json().name === 'Renamed');
+    const opened = await a.app.inject({ method: 'POST', url: '/v1/wallets', headers: u.auth, payload: { currency: 'EUR' } });
+    expect(opened.statusCode).toBe(201);
+    await until(async () => (await bApp.inject({ method: 'GET', url: '/v1/wallets', headers: u.auth })).json().wallets.length === 2);
+  });
+
   it('drops the cached first history page on every instance when a movement is written', async () => {
     const [alice, bob] = [await signUp(a.app), await signUp(a.app)];
     await fund(a.app, alice, 1_000);
