@@ -5,7 +5,7 @@
  */
 import type { Cluster, Queryable } from '../db/index.js';
 import { newId } from '../shared/ids.js';
-import type { AccountKind } from './types.js';
+import type { AccountKind, WalletSnapshot } from './types.js';
 
 export type SystemKind = Exclude<AccountKind, 'user'>;
 
@@ -47,19 +47,10 @@ async function ensureSystemAccounts(sql: Queryable, kind: SystemKind, currency: 
   await sql`insert into accounts (id, kind, currency) select unnest(${ids}::text[]), ${kind}, ${currency} on conflict (id) do nothing`;
 }
 
-export interface WalletRow {
-  id: string;
-  userId: string;
-  currency: string;
-  available: bigint;
-  pending: bigint;
-  version: bigint;
-  updatedAt: Date;
-}
-
+/** the columns walletFromRow reads (the engine's balance update returns the same, qualified) */
 export const WALLET_COLUMNS = 'id, user_id, currency, credits_posted - debits_posted - debits_pending as available, debits_pending as pending, version, updated_at';
 
-export function walletFromRow(r: Record<string, unknown>): WalletRow {
+export function walletFromRow(r: Record<string, unknown>): WalletSnapshot {
   return {
     id: r.id as string,
     userId: r.user_id as string,
@@ -72,7 +63,7 @@ export function walletFromRow(r: Record<string, unknown>): WalletRow {
 }
 
 /** Opens a wallet; undefined when the user already has one in that currency. */
-export async function openWallet(sql: Queryable, userId: string, shard: number, currency: string): Promise<WalletRow | undefined> {
+export async function openWallet(sql: Queryable, userId: string, shard: number, currency: string): Promise<WalletSnapshot | undefined> {
   const id = newId('wal', shard);
   const rows = await sql.unsafe(
     `insert into accounts (id, shard, user_id, kind, currency) values ($1, $2, $3, 'user', $4)
@@ -82,12 +73,4 @@ export async function openWallet(sql: Queryable, userId: string, shard: number, 
   return rows[0] ? walletFromRow(rows[0]) : undefined;
 }
 
-export async function walletsOf(sql: Queryable, userId: string): Promise<WalletRow[]> {
-  const rows = await sql.unsafe(`select ${WALLET_COLUMNS} from accounts where user_id = $1 and kind = 'user' order by created_at, id`, [userId]);
-  return rows.map(walletFromRow);
-}
 
-export async function walletIn(sql: Queryable, userId: string, currency: string): Promise<WalletRow | undefined> {
-  const rows = await sql.unsafe(`select ${WALLET_COLUMNS} from accounts where user_id = $1 and kind = 'user' and currency = $2`, [userId, currency]);
-  return rows[0] ? walletFromRow(rows[0]) : undefined;
-}

@@ -15,7 +15,10 @@ import { createHash } from 'node:crypto';
 import type { Db, Queryable, Sql } from '../db/index.js';
 import { problem } from '../http/problem.js';
 import { stringifyJson } from '../shared/json.js';
-import type { AccountState, Answer, Applied, BatchView, Command, CommandResult, HistoryRow, Op, OutboxEvent, PaymentState, PendingTransferState, TopupRow } from './types.js';
+import type { AccountState, Answer, Applied, BatchView, Command, CommandResult, HistoryRow, Op, OutboxEvent, PaymentState, PendingTransferState, TopupRow, WalletSnapshot } from './types.js';
+import { walletFromRow } from './accounts.js';
+
+export type { WalletSnapshot };
 
 export interface EngineOptions {
   batchMaxSize: number;
@@ -28,17 +31,6 @@ export interface EngineOptions {
    * balances through here, so the caller's next read sees its own write). Must not throw.
    */
   onCommitted?: (effects: CommitEffects) => Promise<void>;
-}
-
-/** A user wallet as a commit left it. */
-export interface WalletSnapshot {
-  id: string;
-  userId: string;
-  currency: string;
-  available: bigint;
-  pending: bigint;
-  version: bigint;
-  updatedAt: Date;
 }
 
 /** What a committed batch changed that readers may have cached. */
@@ -618,16 +610,14 @@ class Writes {
     if (!state.deltas.size) return [];
     const ids = [...state.deltas.keys()];
     const d = [...state.deltas.values()];
-    const rows = await tx<{ id: string; user_id: string | null; currency: string; available: bigint; pending: bigint; version: bigint; updated_at: Date }[]>`update accounts as a set
+    const rows = await tx`update accounts as a set
           debits_posted = a.debits_posted + d.dp, credits_posted = a.credits_posted + d.cp,
           debits_pending = a.debits_pending + d.dpe, credits_pending = a.credits_pending + d.cpe,
           version = a.version + 1, updated_at = ${now}
         from unnest(${pgArray(ids)}::text[], ${pgArray((d.map((x) => x[0])))}::bigint[], ${pgArray((d.map((x) => x[1])))}::bigint[], ${pgArray((d.map((x) => x[2])))}::bigint[], ${pgArray((d.map((x) => x[3])))}::bigint[]) as d(id, dp, cp, dpe, cpe)
         where a.id = d.id
         returning a.id, a.user_id, a.currency, a.credits_posted - a.debits_posted - a.debits_pending as available, a.debits_pending as pending, a.version, a.updated_at`;
-    return rows
-      .filter((r) => r.user_id !== null)
-      .map((r) => ({ id: r.id, userId: r.user_id!, currency: r.currency, available: r.available, pending: r.pending, version: r.version, updatedAt: r.updated_at }));
+    return rows.filter((r) => r.user_id !== null).map(walletFromRow);
   }
 }
 

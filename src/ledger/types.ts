@@ -4,6 +4,17 @@ import type { Problem } from '../http/problem.js';
 export type AccountKind = 'user' | 'card_funding' | 'merchant_settlement' | 'fees' | 'clearing';
 export type TransferKind = 'p2p' | 'topup' | 'payment' | 'capture' | 'void' | 'expire' | 'refund' | 'fee';
 
+/** A user wallet's balance as a row (or a commit) left it; `version` grows with every change. */
+export interface WalletSnapshot {
+  id: string;
+  userId: string;
+  currency: string;
+  available: bigint;
+  pending: bigint;
+  version: bigint;
+  updatedAt: Date;
+}
+
 /** A locked account row as the batch sees it, with the running balance of the batch so far. */
 export interface AccountState {
   readonly id: string;

@@ -6,7 +6,8 @@
  */
 import type { Platform } from '../platform.js';
 import { cacheKey } from '../cache/index.js';
-import type { WalletSnapshot } from '../ledger/engine.js';
+import type { WalletSnapshot } from '../ledger/types.js';
+import { WALLET_COLUMNS, walletFromRow } from '../ledger/accounts.js';
 import type { User } from '../users/service.js';
 
 export interface Profile {
@@ -40,10 +41,9 @@ export function createWalletReads(p: Platform) {
 
   const loadBalances = async (shard: number, keys: string[]): Promise<Map<string, WalletSnapshot>> => {
     const ids = keys.map((k) => k.slice('balance:'.length));
-    const rows = await sqlOf(shard)<{ id: string; user_id: string; currency: string; available: bigint; pending: bigint; version: bigint; updated_at: Date }[]>`
-      select id, user_id, currency, credits_posted - debits_posted - debits_pending as available, debits_pending as pending, version, updated_at
-      from accounts where id = any(${ids}::text[]) and kind = 'user'`;
-    return new Map(rows.map((r) => [cacheKey.balance(r.id), { id: r.id, userId: r.user_id, currency: r.currency, available: r.available, pending: r.pending, version: r.version, updatedAt: r.updated_at }]));
+    const sql = sqlOf(shard);
+    const rows = await sql`select ${sql.unsafe(WALLET_COLUMNS)} from accounts where id = any(${ids}::text[]) and kind = 'user'`;
+    return new Map(rows.map((r) => [cacheKey.balance(r.id as string), walletFromRow(r)]));
   };
 
   return {
