@@ -12,6 +12,7 @@ import { buildApp } from './app.js';
 import { coreTasks, startMaintenance } from './maintenance/index.js';
 import { paymentTasks } from './payments/expiry.js';
 import { createLogger } from './observability/logger.js';
+import { createWarmer, settleWithin, type Warming } from './cache/warming.js';
 
 export interface RunningServer {
   platform: Platform;
@@ -24,6 +25,7 @@ export async function startServer(config: Config, roles: readonly Role[] = confi
   const log = createLogger(config.logLevel);
   const database = await resolveDatabase(config, (m) => log.info(m));
   let platform: Platform | undefined;
+  let warming: Warming | undefined;
   try {
     platform = createPlatform(config, { databaseUrl: database.url, log });
     await platform.ready();
@@ -38,7 +40,13 @@ export async function startServer(config: Config, roles: readonly Role[] = confi
     let app: FastifyInstance | undefined;
     let url: string | undefined;
     if (roles.includes('api')) {
+      // The first warming round runs while the app is built; listening waits for it at most
+      // CACHE_WARM_READY_MAX_MS in all (then it goes on in the background). Nothing to warm
+      // with neither L1 nor Redis.
+      const warmStarted = performance.now();
+      if (config.cacheWarmIntervalMs > 0 && (config.redisUrl || config.cacheL1MaxBytes > 0)) warming = createWarmer(platform).start();
       app = await buildApp(platform);
+      if (warming) await settleWithin(warming.firstRound, Math.max(0, config.cacheWarmReadyMaxMs - (performance.now() - warmStarted)));
       await app.listen({ port: config.port, host: listenHost(config) });
       const port = (app.server.address() as { port: number }).port;
       url = publicBaseUrl(config, port);
@@ -50,12 +58,14 @@ export async function startServer(config: Config, roles: readonly Role[] = confi
       url,
       async stop() {
         await app?.close(); // stop accepting, finish requests in flight
+        await warming?.stop();
         await maintenance?.stop();
         await p.close(); // drains the ledger queue, closes pools
         await database.stop();
       },
     };
   } catch (err) {
+    await warming?.stop();
     await platform?.close().catch(() => undefined);
     await database.stop();
     throw err;

@@ -3,11 +3,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Platform } from '../platform.js';
 import { Bearer, Currency, MoneyOut, Timestamp, problems } from '../http/schemas.js';
 import { ProblemError } from '../http/problem.js';
-import { decodeCursor, encodeCursor, historyPage, type HistoryItem } from './service.js';
-import { cacheKey } from '../cache/index.js';
-
-/** The first page of every user's history is cached (transactions:{id}:recent) with this many items. */
-const RECENT_ITEMS = 100;
+import { decodeCursor, encodeCursor, historyPage, loadRecent, type HistoryItem } from './service.js';
 
 export const HISTORY_FIELDS = ['id', 'type', 'direction', 'amount', 'currency', 'status', 'counterparty', 'note', 'walletId', 'createdAt'] as const;
 const DateOrTime = Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}(T\\d{2}:\\d{2}(:\\d{2}(\\.\\d+)?)?(Z|[+-]\\d{2}:\\d{2}))?$', description: 'YYYY-MM-DD (whole day, UTC) or RFC 3339 time' });
@@ -65,17 +61,15 @@ export function historyRoutes(p: Platform): FastifyPluginAsyncTypebox {
       if (q.cursor !== undefined && !cursor) throw new ProblemError('validation_failed', 'querystring/cursor: not a cursor this API issued');
       const from = q.from ? parseBound(q.from, false) : undefined;
       const to = q.to ? parseBound(q.to, true) : undefined;
-      const sql = p.db.forShard(me.shard).sql;
       const plain = !cursor && !q.offset && !q.currency && !q.type && !from && !to;
       let page: { items: HistoryItem[]; nextCursor?: string };
       if (plain) {
-        // the most read page: newest first, no filters; invalidated by every commit that writes the user's history
-        const recent = await p.cache.get(cacheKey.recentTransactions(me.userId), () => historyPage(sql, { userId: me.userId, limit: RECENT_ITEMS }));
+        const recent = await loadRecent(p, me.userId, me.shard);
         const items = recent.items.slice(0, q.limit);
         const more = recent.items.length > q.limit || recent.nextCursor !== undefined;
         page = more ? { items, nextCursor: encodeCursor(items[items.length - 1]!) } : { items };
       } else {
-        page = await historyPage(sql, { userId: me.userId, limit: q.limit, offset: q.offset, cursor, currency: q.currency, type: q.type, from, to });
+        page = await historyPage(p.db.forShard(me.shard).sql, { userId: me.userId, limit: q.limit, offset: q.offset, cursor, currency: q.currency, type: q.type, from, to });
       }
       const fields = q.fields ? new Set(q.fields.split(',')) : undefined;
       const transactions = fields ? page.items.map((it) => Object.fromEntries(Object.entries(it).filter(([k]) => fields.has(k)))) : page.items;

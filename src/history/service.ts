@@ -5,7 +5,12 @@
  */
 import type { Sql } from '../db/index.js';
 import type { HistoryRow } from '../ledger/types.js';
+import type { Platform } from '../platform.js';
+import { cacheKey } from '../cache/index.js';
 import { parseId } from '../shared/ids.js';
+
+/** The first page of every user's history is cached (transactions:{id}:recent) with this many items. */
+export const RECENT_ITEMS = 100;
 
 export interface HistoryQuery {
   userId: string;
@@ -43,6 +48,15 @@ export function decodeCursor(cursor: string): { createdAt: Date; id: string } | 
   // only cursors we could have issued: our ISO format, a real instant, one of our ids
   if (Number.isNaN(createdAt.getTime()) || createdAt.toISOString() !== at || !parseId(id)) return undefined;
   return { createdAt, id };
+}
+
+/**
+ * The most read page: newest first, no filters, RECENT_ITEMS long, through the cache
+ * (transactions:{id}:recent); every commit that writes the user's history invalidates it. The
+ * API slices it to the requested limit; the cache warmer calls it to load the same key.
+ */
+export function loadRecent(p: Platform, userId: string, shard: number): Promise<{ items: HistoryItem[]; nextCursor?: string }> {
+  return p.cache.get(cacheKey.recentTransactions(userId), () => historyPage(p.db.forShard(shard).sql, { userId, limit: RECENT_ITEMS }));
 }
 
 export async function historyPage(sql: Sql, q: HistoryQuery): Promise<{ items: HistoryItem[]; nextCursor?: string }> {

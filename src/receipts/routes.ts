@@ -3,7 +3,6 @@
  * signed, expiring URL (no token, cacheable by browsers and CDNs). Both answer JSON by default
  * and HTML when the client prefers it, with an ETag (hash of the body) and 304 on a match.
  */
-import { createHash } from 'node:crypto';
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyReply, FastifyRequest } from 'fastify';
@@ -11,6 +10,7 @@ import type { Platform } from '../platform.js';
 import { Bearer, MoneyOut, Timestamp, problems } from '../http/schemas.js';
 import { ProblemError } from '../http/problem.js';
 import { stringifyJson } from '../shared/json.js';
+import { contentTag, etagMatches } from '../http/l3.js';
 import { createReceiptService, publicMaxAgeSeconds, type Receipt } from './service.js';
 import { renderReceiptHtml } from './html.js';
 
@@ -100,17 +100,10 @@ function receiptJson(r: Receipt) {
 function sendReceipt(req: FastifyRequest, reply: FastifyReply, receipt: Receipt, opts: { cacheControl: string; vary: string; robots?: boolean }): FastifyReply {
   const html = prefersHtml(req.headers.accept);
   const body = html ? renderReceiptHtml(receipt) : stringifyJson(receiptJson(receipt));
-  const etag = `W/"${createHash('sha256').update(body).digest('base64url')}"`;
+  const etag = `W/"${contentTag(body)}"`;
   reply.headers({ 'cache-control': opts.cacheControl, etag, vary: opts.vary, ...(opts.robots ? { 'x-robots-tag': 'noindex' } : {}) });
   if (etagMatches(req.headers['if-none-match'], etag)) return reply.code(304).send();
   return reply.type(html ? 'text/html; charset=utf-8' : 'application/json; charset=utf-8').send(body);
-}
-
-/** If-None-Match uses the weak comparison (RFC 9110 13.1.2): W/ prefixes are ignored. */
-export function etagMatches(ifNoneMatch: string | undefined, etag: string): boolean {
-  if (!ifNoneMatch) return false;
-  const opaque = (tag: string) => tag.trim().replace(/^W\//, '');
-  return ifNoneMatch.split(',').some((tag) => tag.trim() === '*' || opaque(tag) === opaque(etag));
 }
 
 /**
