@@ -19,7 +19,17 @@ import { kindOf, type KeyKind } from './keys.js';
 export { cacheKey } from './keys.js';
 
 const CHANNEL = 'wallet:cache:invalidate';
-const TOMBSTONE_MS = 5_000;
+/** how long an invalidated key refuses fills: reads that loaded before the write finish well within it */
+const TOMBSTONE_MS = 1_000;
+
+/** Cached values are shared by every reader of a process: frozen, so none can change them for the others. */
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value) && !(value instanceof Date)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
 
 export interface CacheMetrics {
   lookup(layer: 'l1' | 'l2', kind: KeyKind, hit: boolean): void;
@@ -60,9 +70,6 @@ type CacheConfig = Pick<
 export function createCache(config: CacheConfig, metrics?: CacheMetrics): Cache {
   const origin = randomUUID();
   const l1 = createL1(config.cacheL1MaxBytes, (reason) => metrics?.eviction('l1', reason));
-  // Without Redis no invalidation reaches the other processes: money keys then live at most a
-  // second in L1, which keeps API.md's promise that a recipient sees a credit within a second.
-  const l1TtlFor = (kind: KeyKind) => (!config.redisUrl && (kind === 'balance' || kind === 'transactions_recent') ? Math.min(1000, config.cacheL1TtlSeconds * 1000) : config.cacheL1TtlSeconds * 1000);
   const l2TtlMs = (kind: KeyKind) => (kind === 'balance' ? config.cacheBalanceTtlSeconds : config.cacheL2TtlSeconds) * 1000;
   const l2: L2 | undefined = config.redisUrl
     ? createL2({
@@ -74,9 +81,18 @@ export function createCache(config: CacheConfig, metrics?: CacheMetrics): Cache 
         dirtyKeysMax: config.cacheDirtyKeysMax,
         maxTtlMs: Math.max(config.cacheBalanceTtlSeconds, config.cacheL2TtlSeconds) * 1000,
         onLatency: metrics?.redisLatency,
-        onBreaker: metrics?.breaker,
+        onBreaker: (state) => {
+          // other processes' invalidations may be lost from now on: start over with short-lived entries
+          if (state === 'open') l1.clear();
+          metrics?.breaker(state);
+        },
       })
     : undefined;
+  // Without Redis no invalidation reaches the other processes: money keys then live at most a
+  // second in L1, which keeps API.md's promise that a recipient sees a credit within a second.
+  // The same while Redis is unusable: invalidations cannot reach other processes then either.
+  const l1TtlFor = (kind: KeyKind) =>
+    (kind === 'balance' || kind === 'transactions_recent') && (!l2 || l2.state !== 'closed') ? Math.min(1000, config.cacheL1TtlSeconds * 1000) : config.cacheL1TtlSeconds * 1000;
 
   // An L1 fill must not put back a value that an invalidation removed while it was loading:
   // every invalidation bumps the key's epoch, and a fill happens only if the epoch it saw at
@@ -89,6 +105,8 @@ export function createCache(config: CacheConfig, metrics?: CacheMetrics): Cache 
     epochs.set(key, ++epochCounter);
   };
   const reportBytes = () => metrics?.l1Bytes(l1.bytes);
+  /** loads in progress by key: concurrent misses of one key share one database read */
+  const loading = new Map<string, Promise<unknown>>();
 
   return {
     l1,
@@ -98,24 +116,35 @@ export function createCache(config: CacheConfig, metrics?: CacheMetrics): Cache 
       const kind = kindOf(key);
       const local = l1.get(key);
       metrics?.lookup('l1', kind, local !== undefined);
-      if (local) return decode<T>(local.text);
+      if (local) return (local.value ?? decode<T>(local.text)) as T;
+      const inFlight = loading.get(key);
+      if (inFlight) return inFlight as Promise<T>;
       const epoch = epochOf(key);
-      if (l2) {
-        const text = await l2.get(key);
-        metrics?.lookup('l2', kind, text !== undefined);
-        if (text !== undefined) {
-          if (epochOf(key) === epoch) l1.set(key, { text }, l1TtlFor(kind));
-          return decode<T>(text);
+      const fetch = (async () => {
+        if (l2) {
+          const text = await l2.get(key);
+          metrics?.lookup('l2', kind, text !== undefined);
+          if (text !== undefined) {
+            const value = deepFreeze(decode<T>(text));
+            if (epochOf(key) === epoch) l1.set(key, { text, value }, l1TtlFor(kind));
+            return value;
+          }
         }
+        const value = deepFreeze(await load());
+        if (epochOf(key) === epoch && (config.cacheL1MaxBytes > 0 || l2)) {
+          const text = encode(value);
+          l1.set(key, { text, value }, l1TtlFor(kind));
+          reportBytes();
+          void l2?.fill(key, text, l2TtlMs(kind));
+        }
+        return value;
+      })();
+      loading.set(key, fetch);
+      try {
+        return await fetch;
+      } finally {
+        loading.delete(key);
       }
-      const value = await load();
-      const text = encode(value);
-      if (epochOf(key) === epoch) {
-        l1.set(key, { text }, l1TtlFor(kind));
-        reportBytes();
-        void l2?.fill(key, text, l2TtlMs(kind));
-      }
-      return value;
     },
 
     async getVersioned<T extends Versioned>(keys: string[], load: (missing: string[]) => Promise<Map<string, T>>, minVersions = new Map<string, bigint>()): Promise<Map<string, T>> {
@@ -126,7 +155,7 @@ export function createCache(config: CacheConfig, metrics?: CacheMetrics): Cache 
         const local = l1.get(key);
         const ok = local?.version !== undefined && fresh(key, local.version);
         metrics?.lookup('l1', 'balance', ok);
-        if (ok) out.set(key, decode<T>(local!.text));
+        if (ok) out.set(key, (local!.value ?? decode<T>(local!.text)) as T);
         else missing.push(key);
       }
       if (missing.length && l2?.readable()) {
@@ -137,8 +166,9 @@ export function createCache(config: CacheConfig, metrics?: CacheMetrics): Cache 
           const ok = hit !== undefined && fresh(key, hit.version);
           metrics?.lookup('l2', 'balance', ok);
           if (ok) {
-            out.set(key, decode<T>(hit!.text));
-            l1.setIfNewer(key, { text: hit!.text, version: hit!.version }, l1TtlFor('balance'));
+            const value = deepFreeze(decode<T>(hit!.text));
+            out.set(key, value);
+            l1.setIfNewer(key, { text: hit!.text, value, version: hit!.version }, l1TtlFor('balance'));
           } else still.push(key);
         });
         missing = still;
@@ -147,10 +177,11 @@ export function createCache(config: CacheConfig, metrics?: CacheMetrics): Cache 
         const seen = new Map(missing.map((k) => [k, epochOf(k)]));
         const loaded = await load(missing);
         for (const [key, value] of loaded) {
-          out.set(key, value);
+          out.set(key, deepFreeze(value));
+          if (config.cacheL1MaxBytes === 0 && !l2) continue;
           const text = encode(value);
           // a newer version announced while we loaded: leave L1 to the next read
-          if (epochOf(key) === seen.get(key)) l1.setIfNewer(key, { text, version: value.version }, l1TtlFor('balance'));
+          if (epochOf(key) === seen.get(key)) l1.setIfNewer(key, { text, value, version: value.version }, l1TtlFor('balance'));
           void l2?.setIfNewer(key, value.version, text, l2TtlMs('balance'));
         }
         reportBytes();
@@ -161,13 +192,14 @@ export function createCache(config: CacheConfig, metrics?: CacheMetrics): Cache 
     async putVersioned(entries) {
       if (!entries.length) return;
       const texts = entries.map(({ value }) => encode(value));
+      const keep = (i: number) => l1.setIfNewer(entries[i]!.key, { text: texts[i]!, value: deepFreeze(entries[i]!.value), version: entries[i]!.value.version }, l1TtlFor('balance'));
       if (!l2) {
-        entries.forEach(({ key, value }, i) => l1.setIfNewer(key, { text: texts[i]!, version: value.version }, l1TtlFor('balance')));
+        entries.forEach((_, i) => keep(i));
       } else {
-        const stored = await Promise.all(entries.map(({ key, value }, i) => l2.setIfNewer(key, value.version, texts[i]!, l2TtlMs('balance'))));
-        // Redis refused it (it holds a newer version) or could not be reached: then our L1 must
-        // not keep this version either; the next read takes the newest from L2 or the database.
-        entries.forEach(({ key, value }, i) => (stored[i] ? l1.setIfNewer(key, { text: texts[i]!, version: value.version }, l1TtlFor('balance')) : dropLocal(key)));
+        const outcomes = await Promise.all(entries.map(({ key, value }, i) => l2.setIfNewer(key, value.version, texts[i]!, l2TtlMs('balance'))));
+        // Redis holds a newer version: our L1 must not keep this one either (the next read takes
+        // the newest). Redis unreachable: L1 keeps it, short-lived while the breaker is open.
+        outcomes.forEach((o, i) => (o === 'older' ? dropLocal(entries[i]!.key) : keep(i)));
         await l2.publish(CHANNEL, JSON.stringify({ o: origin, k: entries.map((e) => e.key) }));
       }
       reportBytes();

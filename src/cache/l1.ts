@@ -7,6 +7,8 @@ import { LRUCache } from 'lru-cache';
 
 export interface L1Entry {
   text: string;
+  /** the decoded value (frozen), so a hit costs no parsing */
+  value?: unknown;
   /** for versioned keys (balances): the account row's version */
   version?: bigint;
 }

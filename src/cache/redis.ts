@@ -49,8 +49,8 @@ export interface L2 {
   fill(key: string, text: string, ttlMs: number): Promise<void>;
   /** replaces values by tombstones that live tombstoneMs */
   invalidate(keys: string[], tombstoneMs: number): Promise<void>;
-  /** stores unless Redis holds this version or a newer one; true when stored */
-  setIfNewer(key: string, version: bigint, text: string, ttlMs: number): Promise<boolean>;
+  /** stores unless Redis holds this version or a newer one */
+  setIfNewer(key: string, version: bigint, text: string, ttlMs: number): Promise<'stored' | 'older' | 'unavailable'>;
   delete(keys: string[]): Promise<void>;
   publish(channel: string, message: string): Promise<void>;
   subscribe(channel: string, onMessage: (message: string) => void): Promise<void>;
@@ -75,6 +75,13 @@ export function createL2(opts: L2Options): L2 {
     opts.cluster ? new Cluster([opts.url], { redisOptions: base, enableOfflineQueue: false, enableAutoPipelining: true }) : new Redis(opts.url, base);
   const client = make();
   client.on('error', () => undefined); // the breaker accounts for failures; no unhandled events
+  // defined commands go out as EVALSHA (the script body is sent once, not on every call)
+  client.defineCommand('walletCas', { numberOfKeys: 1, lua: CAS_SET });
+  client.defineCommand('walletFill', { numberOfKeys: 1, lua: FILL });
+  const scripts = client as unknown as {
+    walletCas(key: string, version: string, text: string, ttlMs: string): Promise<number>;
+    walletFill(key: string, text: string, ttlMs: string, tombstone: string): Promise<number>;
+  };
   let subscriber: Redis | Cluster | undefined;
 
   // Not connected (at start, or after the connection dropped) counts as an open breaker: writes
@@ -97,6 +104,7 @@ export function createL2(opts: L2Options): L2 {
     }
   });
   let failures = 0;
+  let lastFailureAt = 0;
   let openedAt = 0;
   let probing: Promise<void> | undefined;
   let untrustedUntil = 0;
@@ -117,7 +125,13 @@ export function createL2(opts: L2Options): L2 {
       failures = 0;
       return result;
     } catch (err) {
-      failures++;
+      // Calls that time out together (one stall of the event loop, one slow Redis moment) are
+      // one failure: the breaker opens on failures in breakerFailures successive windows.
+      const now = Date.now();
+      if (now - lastFailureAt >= opts.timeoutMs) {
+        failures++;
+        lastFailureAt = now;
+      }
       if (state === 'half-open' || failures >= opts.breakerFailures) {
         setState('open');
         openedAt = Date.now();
@@ -139,16 +153,21 @@ export function createL2(opts: L2Options): L2 {
     return false;
   };
 
-  /** The probe: forget what we could not update while Redis was away, then close. */
+  /**
+   * The probe: forget what we could not update while Redis was away, then close. Writes that
+   * arrive meanwhile are remembered too, so it repeats until nothing is left; each chunk of
+   * deletions has its own time budget.
+   */
   const recover = async () => {
     try {
-      const keys = [...dirty];
-      await within('recover', async () => {
-        await client.ping();
+      await within('ping', () => client.ping());
+      for (let rounds = 0; dirty.size > 0; rounds++) {
+        if (rounds > 100) throw new Error('redis recovery cannot catch up with new dirty keys');
+        const keys = [...dirty].slice(0, 500);
         // one key a command: keys of a Cluster live in different slots
-        for (let i = 0; i < keys.length; i += 1000) await Promise.all(keys.slice(i, i + 1000).map((k) => client.del(k)));
-      });
-      for (const k of keys) dirty.delete(k);
+        await within('recover', () => Promise.all(keys.map((k) => client.del(k))));
+        for (const k of keys) dirty.delete(k);
+      }
       if (dirtyOverflow) {
         untrustedUntil = Date.now() + opts.maxTtlMs;
         dirtyOverflow = false;
@@ -207,14 +226,14 @@ export function createL2(opts: L2Options): L2 {
         return undefined;
       }
     },
-    fill: (key, text, ttlMs) => write('fill', [key], () => client.eval(FILL, 1, key, text, String(ttlMs), TOMBSTONE)),
+    fill: (key, text, ttlMs) => write('fill', [key], () => scripts.walletFill(key, text, String(ttlMs), TOMBSTONE)),
     invalidate: (keys, tombstoneMs) => (keys.length ? write('invalidate', keys, () => Promise.all(keys.map((k) => client.set(k, TOMBSTONE, 'PX', tombstoneMs)))) : Promise.resolve()),
     async setIfNewer(key, version, text, ttlMs) {
-      let stored = false;
+      let outcome: 'stored' | 'older' | 'unavailable' = 'unavailable';
       await write('cas', [key], async () => {
-        stored = (await client.eval(CAS_SET, 1, key, version.toString(), text, String(ttlMs))) === 1;
+        outcome = (await scripts.walletCas(key, version.toString(), text, String(ttlMs))) === 1 ? 'stored' : 'older';
       });
-      return stored;
+      return outcome;
     },
     delete: (keys) => (keys.length ? write('del', keys, () => Promise.all(keys.map((k) => client.del(k)))) : Promise.resolve()),
     async publish(channel, message) {
