@@ -31,12 +31,10 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
 import { setImmediate as yieldToIo } from 'node:timers/promises';
-import postgres from 'postgres';
 import { Redis } from 'ioredis';
 import cliProgress from 'cli-progress';
 import type { Counter, Histogram } from 'prom-client';
 import { loadConfig, type Config } from '../src/config/index.js';
-import { resolveDatabase } from '../src/db/resolve.js';
 import { migrate } from '../src/db/migrate.js';
 import { createPlatform, type Platform } from '../src/platform.js';
 import { createLogger } from '../src/observability/logger.js';
@@ -48,6 +46,7 @@ import { loadRecent } from '../src/history/service.js';
 import { createPaymentMethodService } from '../src/payment-methods/service.js';
 import { createWarmer, type WarmRound } from '../src/cache/warming.js';
 import { seedUsers, type SeededUser } from '../src/cli/seed.js';
+import { freshDatabase, log, percentile } from './support.js';
 
 const BENCH_DB = 'wallet_bench_cache';
 const CURRENCY = 'USD';
@@ -89,12 +88,6 @@ const historyPerUser = num('history', 0, 100);
 const instanceCount = num('instances', 1, 16);
 const redisUrl = process.env.REDIS_URL || 'redis://127.0.0.1:6379';
 
-const log = (msg: string) => process.stderr.write(`${msg}\n`);
-const withDatabase = (url: string, db: string) => {
-  const u = new URL(url);
-  u.pathname = `/${db}`;
-  return u.toString();
-};
 
 async function redisAnswers(url: string): Promise<string | undefined> {
   const probe = new Redis(url, { lazyConnect: true, connectTimeout: 1000, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
@@ -110,23 +103,7 @@ async function redisAnswers(url: string): Promise<string | undefined> {
   }
 }
 
-async function freshDatabase(config: Config): Promise<{ url: string; stop(): Promise<void> }> {
-  if (config.topologyFile) throw new Error('bench: runs on one cluster; unset WALLET_TOPOLOGY (use DATABASE_URL or the embedded default)');
-  const server = await resolveDatabase(config, log);
-  const admin = postgres(withDatabase(server.url!, 'postgres'), { max: 1, onnotice: () => undefined });
-  try {
-    await admin.unsafe(`drop database if exists ${BENCH_DB} with (force)`);
-    await admin.unsafe(`create database ${BENCH_DB}`);
-  } finally {
-    await admin.end({ timeout: 2 });
-  }
-  return { url: withDatabase(server.url!, BENCH_DB), stop: server.stop };
-}
 
-function percentile(sorted: Float64Array, p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
 
 /** rank → user by a Zipf law over a random ranking: sample() is O(log n) */
 function zipf<T>(items: T[], s: number): () => T {
@@ -371,7 +348,7 @@ async function main(): Promise<void> {
   // the bypassed run: no L1 (0 bytes) and no Redis; the cached run: the configured L1 and L2
   const uncachedConfig = loadConfig(env, { ...overrides, cacheL1MaxBytes: 0 });
   const cachedConfig = loadConfig({ ...env, REDIS_URL: redisUrl }, overrides);
-  const database = await freshDatabase(uncachedConfig);
+  const database = await freshDatabase(uncachedConfig, BENCH_DB);
   const logger = createLogger(uncachedConfig.logLevel);
   let platform: Platform | undefined;
   const cachedPlatforms: Platform[] = [];

@@ -18,10 +18,8 @@ import { randomInt } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
-import postgres from 'postgres';
 import cliProgress from 'cli-progress';
 import { loadConfig, type Config } from '../src/config/index.js';
-import { resolveDatabase } from '../src/db/resolve.js';
 import { migrate } from '../src/db/migrate.js';
 import { createPlatform, type Platform } from '../src/platform.js';
 import { createLogger } from '../src/observability/logger.js';
@@ -30,6 +28,7 @@ import { createTransferService } from '../src/transfers/service.js';
 import type { WalletDirectory } from '../src/ledger/wallet-directory.js';
 import { reconcile, formatReport } from '../src/ledger/reconcile.js';
 import { seedUsers, type SeededUser } from '../src/cli/seed.js';
+import { freshDatabase, log, percentile } from './support.js';
 
 const BENCH_DB = 'wallet_bench';
 const CURRENCY = 'USD';
@@ -55,30 +54,8 @@ const userCount = int('users', 2, 1_000_000);
 const concurrency = int('concurrency', 1, 100_000);
 const amountMax = int('amount-max', 1, 1_000_000);
 
-const log = (msg: string) => process.stderr.write(`${msg}\n`);
-const withDatabase = (url: string, db: string) => {
-  const u = new URL(url);
-  u.pathname = `/${db}`;
-  return u.toString();
-};
 
-async function freshDatabase(config: Config): Promise<{ url: string; stop(): Promise<void> }> {
-  if (config.topologyFile) throw new Error('bench: runs on one cluster; unset WALLET_TOPOLOGY (use DATABASE_URL or the embedded default)');
-  const server = await resolveDatabase(config, log);
-  const admin = postgres(withDatabase(server.url!, 'postgres'), { max: 1, onnotice: () => undefined });
-  try {
-    await admin.unsafe(`drop database if exists ${BENCH_DB} with (force)`);
-    await admin.unsafe(`create database ${BENCH_DB}`);
-  } finally {
-    await admin.end({ timeout: 2 });
-  }
-  return { url: withDatabase(server.url!, BENCH_DB), stop: server.stop };
-}
 
-function percentile(sorted: Float64Array | number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
-}
 
 /** busy and total jiffies of the whole machine, from /proc/stat (Linux only) */
 function machineCpu(): { busy: number; total: number } | undefined {
@@ -214,7 +191,7 @@ async function main(): Promise<void> {
     ...(env.EMBEDDED_PG_PORT ? {} : { embeddedPgPort: 15434 }),
     ...(env.LOG_LEVEL ? {} : { logLevel: 'warn' }),
   });
-  const database = await freshDatabase(config);
+  const database = await freshDatabase(config, BENCH_DB);
   const platform = createPlatform(config, { databaseUrl: database.url, log: createLogger(config.logLevel) });
   try {
     const sql = platform.db.clusters[0]!.sql;
