@@ -14,6 +14,7 @@ import { createVault, parseKeyRing, type Vault } from './vault/index.js';
 import { createNetworkSimulator, withTimeout, type PaymentNetwork } from './network/index.js';
 import { createInFlight, type InFlight } from './http/idempotency.js';
 import { cacheKey, createCache, type Cache } from './cache/index.js';
+import { reviseRecent } from './history/service.js';
 
 export interface Platform {
   readonly config: Config;
@@ -63,11 +64,8 @@ export function createPlatform(config: Config, overrides: PlatformOverrides = {}
       concurrentBatches: config.ledgerConcurrentBatches,
       retries: config.ledgerBatchRetries,
       // write-through before the callers are answered: their next read sees their own write
-      onCommitted: async ({ wallets, historyUsers }) => {
-        await Promise.all([
-          cache.putVersioned(wallets.map((w) => ({ key: cacheKey.balance(w.id), value: w }))),
-          cache.invalidate(historyUsers.map(cacheKey.recentTransactions)),
-        ]);
+      onCommitted: async (effects) => {
+        await Promise.all([cache.putVersioned(effects.wallets.map((w) => ({ key: cacheKey.balance(w.id), value: w }))), reviseRecent({ cache }, effects)]);
       },
     },
     metrics,

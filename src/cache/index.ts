@@ -55,6 +55,11 @@ export interface Cache {
   putVersioned<T extends Versioned>(entries: { key: string; value: T }[]): Promise<void>;
   /** after a commit: these keys are stale everywhere */
   invalidate(keys: string[]): Promise<void>;
+  /**
+   * After a commit whose change to these keys this process can compute: its own L1 entries are
+   * updated by `update` (no reload), every other copy (L2, other processes' L1) is invalidated.
+   */
+  revise<T>(keys: string[], update: (key: string, current: T) => T): Promise<void>;
   /** 'absent' without REDIS_URL, 'degraded' while Redis cannot be used */
   redisStatus(): 'absent' | 'ok' | 'degraded';
   readonly l1: L1;
@@ -203,6 +208,21 @@ export function createCache(config: CacheConfig, metrics?: CacheMetrics): Cache 
         await l2.publish(CHANNEL, JSON.stringify({ o: origin, k: entries.map((e) => e.key) }));
       }
       reportBytes();
+    },
+
+    async revise<T>(keys: string[], update: (key: string, current: T) => T) {
+      if (!keys.length) return;
+      for (const key of keys) {
+        const local = l1.get(key);
+        dropLocal(key); // also bumps the epoch: a read that loaded before the commit cannot fill
+        if (!local) continue;
+        const value = deepFreeze(update(key, (local.value ?? decode<T>(local.text)) as T));
+        l1.set(key, { text: encode(value), value }, l1TtlFor(kindOf(key)));
+      }
+      reportBytes();
+      if (!l2) return;
+      await l2.invalidate(keys, TOMBSTONE_MS);
+      await l2.publish(CHANNEL, JSON.stringify({ o: origin, k: keys }));
     },
 
     async invalidate(keys) {

@@ -5,6 +5,7 @@
  */
 import type { Sql } from '../db/index.js';
 import type { HistoryRow } from '../ledger/types.js';
+import type { CommitEffects } from '../ledger/engine.js';
 import type { Platform } from '../platform.js';
 import { cacheKey } from '../cache/index.js';
 import { parseId } from '../shared/ids.js';
@@ -57,6 +58,46 @@ export function decodeCursor(cursor: string): { createdAt: Date; id: string } | 
  */
 export function loadRecent(p: Platform, userId: string, shard: number): Promise<{ items: HistoryItem[]; nextCursor?: string }> {
   return p.cache.get(cacheKey.recentTransactions(userId), () => historyPage(p.db.forShard(shard).sql, { userId, limit: RECENT_ITEMS }));
+}
+
+type Page = { items: HistoryItem[]; nextCursor?: string };
+
+/**
+ * The first page after a commit, computed from the cached one: the new rows inserted in order,
+ * status changes applied, cut to RECENT_ITEMS. Exact when the cached page was: every row not in
+ * the cached page is older than its last item.
+ */
+export function mergeRecent(page: Page, added: HistoryRow[], changed: CommitEffects['historyStatus']): Page {
+  const byId = new Map(page.items.map((i) => [i.id, i]));
+  for (const r of added) {
+    byId.set(r.id, {
+      id: r.id, type: r.type, direction: r.direction, amount: r.amount, currency: r.currency, status: r.status,
+      ...(r.counterparty !== null ? { counterparty: r.counterparty } : {}),
+      ...(r.note !== null ? { note: r.note } : {}),
+      walletId: r.walletId, createdAt: r.createdAt,
+    });
+  }
+  for (const c of changed) {
+    const item = byId.get(c.id);
+    if (item) byId.set(c.id, { ...item, status: c.status, amount: c.amount });
+  }
+  const all = [...byId.values()].sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
+  const items = all.slice(0, RECENT_ITEMS);
+  return page.nextCursor !== undefined || all.length > RECENT_ITEMS ? { items, nextCursor: encodeCursor(items[items.length - 1]!) } : { items };
+}
+
+/** Keeps the cached first pages of the users a commit touched right (src/platform.ts wires it to the engine). */
+export function reviseRecent(p: Pick<Platform, 'cache'>, effects: Pick<CommitEffects, 'history' | 'historyStatus'>): Promise<void> {
+  const added = new Map<string, HistoryRow[]>();
+  const changed = new Map<string, CommitEffects['historyStatus']>();
+  for (const r of effects.history) added.set(r.userId, [...(added.get(r.userId) ?? []), r]);
+  for (const c of effects.historyStatus) changed.set(c.userId, [...(changed.get(c.userId) ?? []), c]);
+  const users = new Set([...added.keys(), ...changed.keys()]);
+  const keyUser = new Map([...users].map((u) => [cacheKey.recentTransactions(u), u]));
+  return p.cache.revise<Page>([...keyUser.keys()], (key, page) => {
+    const user = keyUser.get(key)!;
+    return mergeRecent(page, added.get(user) ?? [], changed.get(user) ?? []);
+  });
 }
 
 export async function historyPage(sql: Sql, q: HistoryQuery): Promise<{ items: HistoryItem[]; nextCursor?: string }> {

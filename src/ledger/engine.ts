@@ -36,8 +36,9 @@ export interface EngineOptions {
 /** What a committed batch changed that readers may have cached. */
 export interface CommitEffects {
   wallets: WalletSnapshot[];
-  /** users whose history gained or changed a row */
-  historyUsers: string[];
+  /** history rows the batch added, and status changes it made to existing ones */
+  history: HistoryRow[];
+  historyStatus: { userId: string; id: string; createdAt: Date; status: HistoryRow['status']; amount: bigint }[];
 }
 
 export interface EngineMetrics {
@@ -259,8 +260,7 @@ export async function executeBatch(sql: Sql, cmds: Command[], mode: 'optimistic'
       const mine = cmd.accounts.map((id) => byId.get(id)).filter((w): w is WalletSnapshot => w !== undefined && w.userId === cmd.idempotency?.userId);
       if (mine.length && !results[i]!.replayed) results[i]!.versions = new Map(mine.map((w) => [w.id, w.version]));
     });
-    const historyUsers = [...new Set([...writes.history.map((h) => h.userId), ...writes.historyStatus.map((h) => h.userId)])];
-    return { results, effects: { wallets, historyUsers } };
+    return { results, effects: { wallets, history: writes.history, historyStatus: writes.historyStatus } };
   }) as Promise<{ results: CommandResult[]; effects: CommitEffects }>;
 }
 
