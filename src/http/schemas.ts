@@ -27,5 +27,7 @@ export const AmountIn = Type.Integer({ minimum: 1, description: 'positive intege
 export const Currency = Type.Unsafe<string>({ type: 'string', enum: [...CURRENCIES], description: 'ISO 4217 code, upper case' });
 export const Timestamp = Type.Unsafe<Date>({ type: 'string', format: 'date-time' });
 export const IdParam = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) }, { additionalProperties: false });
-export const IdempotencyHeaders = Type.Object({ 'idempotency-key': Type.Optional(Type.String({ description: 'required on money-moving POSTs, 1-255 characters' })) });
+export const IdempotencyHeaders = Type.Object({
+  'idempotency-key': Type.Optional(Type.String({ description: 'required on money-moving POSTs, 1-255 characters. The answer carries Wallet-Consistency (wal_…=version) for the caller\'s wallets it changed; send it back on GET /v1/wallets for read-your-writes.' })),
+});
 export const Bearer = [{ bearer: [] }];

@@ -15,6 +15,10 @@ export const WalletSchema = Type.Object({
   updatedAt: Timestamp,
 });
 
+const ConsistencyHeaders = Type.Object({
+  'wallet-consistency': Type.Optional(Type.String({ maxLength: 2048, description: 'the Wallet-Consistency header of a money response (wal_…=version,…): balances at least that new are returned' })),
+});
+
 const view = (w: { id: string; currency: string; available: bigint; pending: bigint; updatedAt: Date }) => ({ id: w.id, currency: w.currency, available: w.available, pending: w.pending, updatedAt: w.updatedAt });
 
 export function walletRoutes(p: Platform): FastifyPluginAsyncTypebox {
@@ -23,7 +27,7 @@ export function walletRoutes(p: Platform): FastifyPluginAsyncTypebox {
     app.addHook('onRequest', app.authenticate);
     const tags = ['wallets'];
 
-    app.get('/wallets', { schema: { tags, summary: "The user's wallets and balances", security: Bearer, response: { 200: Type.Object({ wallets: Type.Array(WalletSchema) }), ...problems(401) } } }, async (req) => {
+    app.get('/wallets', { schema: { tags, summary: "The user's wallets and balances", security: Bearer, headers: ConsistencyHeaders, response: { 200: Type.Object({ wallets: Type.Array(WalletSchema) }), ...problems(401) } } }, async (req) => {
       const me = req.principal!;
       return { wallets: (await reads.balances(me.userId, me.shard, parseConsistency(req.headers[CONSISTENCY_HEADER]))).map(view) };
     });
@@ -36,7 +40,7 @@ export function walletRoutes(p: Platform): FastifyPluginAsyncTypebox {
       return reply.code(201).send(view(wallet));
     });
 
-    app.get('/wallets/:id', { schema: { tags, summary: 'One wallet', security: Bearer, params: IdParam, response: { 200: WalletSchema, ...problems(401, 404) } } }, async (req) => {
+    app.get('/wallets/:id', { schema: { tags, summary: 'One wallet', security: Bearer, headers: ConsistencyHeaders, params: IdParam, response: { 200: WalletSchema, ...problems(401, 404) } } }, async (req) => {
       const me = req.principal!;
       const parsed = parseId(req.params.id, 'wal');
       if (!parsed || parsed.shard !== me.shard) throw new ProblemError('not_found', 'No such wallet.');
