@@ -90,6 +90,26 @@ describe('two app instances sharing Redis', () => {
     await until(async () => (await bApp.inject({ method: 'GET', url: '/v1/wallets', headers: u.auth })).json().wallets.length === 2);
   });
 
+  it('writes the revised first history page through to Redis, versioned, for every instance to read', async () => {
+    const [alice, bob] = [await signUp(a.app), await signUp(a.app)];
+    await fund(a.app, alice, 1_000);
+    await a.app.inject({ method: 'GET', url: '/v1/transactions', headers: alice.auth }); // cached on A
+    const sent = await moneyPost(a.app, alice, '/v1/transfers', { to: bob.id, amount: 5, currency: 'USD' });
+    // A merged the transfer into its page and stored it in Redis at the new version, before answering
+    const [v, d] = await redis.hmget(cacheKey.recentTransactions(alice.id), 'v', 'd');
+    expect(d).toContain(sent.json().id);
+    const [sum] = await a.platform.db.clusters[0]!.sql`select sum(version)::bigint as v from accounts where user_id = ${alice.id}`;
+    expect(v).toBe(String(sum!.v));
+    // B had nothing cached: it reads the page from Redis
+    const onB = await bApp.inject({ method: 'GET', url: '/v1/transactions', headers: alice.auth });
+    expect(onB.json().transactions[0].id).toBe(sent.json().id);
+    // bob's page was not cached anywhere: a versioned tombstone, which the first reader replaces
+    expect(await redis.hget(cacheKey.recentTransactions(bob.id), 'd')).toBe('');
+    expect((await bApp.inject({ method: 'GET', url: '/v1/transactions', headers: bob.auth })).json().transactions).toHaveLength(1);
+    // (the reader's fill does not delay its answer)
+    await until(async () => ((await redis.hget(cacheKey.recentTransactions(bob.id), 'd')) ?? '').includes(sent.json().id));
+  });
+
   it('drops the cached first history page on every instance when a movement is written', async () => {
     const [alice, bob] = [await signUp(a.app), await signUp(a.app)];
     await fund(a.app, alice, 1_000);

@@ -56,10 +56,12 @@ export interface Cache {
   /** after a commit: these keys are stale everywhere */
   invalidate(keys: string[]): Promise<void>;
   /**
-   * After a commit whose change to these keys this process can compute: its own L1 entries are
-   * updated by `update` (no reload), every other copy (L2, other processes' L1) is invalidated.
+   * After a commit that moved versioned keys from version `before` to `after`: where this
+   * process holds the `before` value, `update` computes the `after` value (no reload) and it is
+   * stored like putVersioned; elsewhere a tombstone at `after` keeps older values out, and
+   * every other process drops its copy.
    */
-  revise<T>(keys: string[], update: (key: string, current: T) => T): Promise<void>;
+  revise<T extends Versioned>(items: { key: string; before: bigint; after: bigint; update: (current: T) => T }[]): Promise<void>;
   /** 'absent' without REDIS_URL, 'degraded' while Redis cannot be used */
   redisStatus(): 'absent' | 'ok' | 'degraded';
   readonly l1: L1;
@@ -159,7 +161,7 @@ export function createCache(config: CacheConfig, metrics?: CacheMetrics): Cache 
       for (const key of keys) {
         const local = l1.get(key);
         const ok = local?.version !== undefined && fresh(key, local.version);
-        metrics?.lookup('l1', 'balance', ok);
+        metrics?.lookup('l1', kindOf(key), ok);
         if (ok) out.set(key, (local!.value ?? decode<T>(local!.text)) as T);
         else missing.push(key);
       }
@@ -169,11 +171,11 @@ export function createCache(config: CacheConfig, metrics?: CacheMetrics): Cache 
         missing.forEach((key, i) => {
           const hit = found[i];
           const ok = hit !== undefined && fresh(key, hit.version);
-          metrics?.lookup('l2', 'balance', ok);
+          metrics?.lookup('l2', kindOf(key), ok);
           if (ok) {
             const value = deepFreeze(decode<T>(hit!.text));
             out.set(key, value);
-            l1.setIfNewer(key, { text: hit!.text, value, version: hit!.version }, l1TtlFor('balance'));
+            l1.setIfNewer(key, { text: hit!.text, value, version: hit!.version }, l1TtlFor(kindOf(key)));
           } else still.push(key);
         });
         missing = still;
@@ -186,8 +188,8 @@ export function createCache(config: CacheConfig, metrics?: CacheMetrics): Cache 
           if (config.cacheL1MaxBytes === 0 && !l2) continue;
           const text = encode(value);
           // a newer version announced while we loaded: leave L1 to the next read
-          if (epochOf(key) === seen.get(key)) l1.setIfNewer(key, { text, value, version: value.version }, l1TtlFor('balance'));
-          void l2?.setIfNewer(key, value.version, text, l2TtlMs('balance'));
+          if (epochOf(key) === seen.get(key)) l1.setIfNewer(key, { text, value, version: value.version }, l1TtlFor(kindOf(key)));
+          void l2?.setIfNewer(key, value.version, text, l2TtlMs(kindOf(key)));
         }
         reportBytes();
       }
@@ -197,11 +199,11 @@ export function createCache(config: CacheConfig, metrics?: CacheMetrics): Cache 
     async putVersioned(entries) {
       if (!entries.length) return;
       const texts = entries.map(({ value }) => encode(value));
-      const keep = (i: number) => l1.setIfNewer(entries[i]!.key, { text: texts[i]!, value: deepFreeze(entries[i]!.value), version: entries[i]!.value.version }, l1TtlFor('balance'));
+      const keep = (i: number) => l1.setIfNewer(entries[i]!.key, { text: texts[i]!, value: deepFreeze(entries[i]!.value), version: entries[i]!.value.version }, l1TtlFor(kindOf(entries[i]!.key)));
       if (!l2) {
         entries.forEach((_, i) => keep(i));
       } else {
-        const outcomes = await Promise.all(entries.map(({ key, value }, i) => l2.setIfNewer(key, value.version, texts[i]!, l2TtlMs('balance'))));
+        const outcomes = await Promise.all(entries.map(({ key, value }, i) => l2.setIfNewer(key, value.version, texts[i]!, l2TtlMs(kindOf(key)))));
         // Redis holds a newer version: our L1 must not keep this one either (the next read takes
         // the newest). Redis unreachable: L1 keeps it, short-lived while the breaker is open.
         outcomes.forEach((o, i) => (o === 'older' ? dropLocal(entries[i]!.key) : keep(i)));
@@ -210,19 +212,29 @@ export function createCache(config: CacheConfig, metrics?: CacheMetrics): Cache 
       reportBytes();
     },
 
-    async revise<T>(keys: string[], update: (key: string, current: T) => T) {
-      if (!keys.length) return;
-      for (const key of keys) {
-        const local = l1.get(key);
-        dropLocal(key); // also bumps the epoch: a read that loaded before the commit cannot fill
-        if (!local) continue;
-        const value = deepFreeze(update(key, (local.value ?? decode<T>(local.text)) as T));
-        l1.set(key, { text: encode(value), value }, l1TtlFor(kindOf(key)));
+    async revise<T extends Versioned>(items: { key: string; before: bigint; after: bigint; update: (current: T) => T }[]) {
+      if (!items.length) return;
+      const computed: { key: string; value: T }[] = [];
+      const unknown: { key: string; after: bigint }[] = [];
+      for (const item of items) {
+        const local = l1.get(item.key);
+        if (local?.version === item.before) {
+          const value = item.update((local.value ?? decode<T>(local.text)) as T);
+          if (value.version !== item.after) throw new Error(`cache: revised ${item.key} to version ${value.version}, expected ${item.after}`);
+          computed.push({ key: item.key, value });
+        } else {
+          dropLocal(item.key);
+          unknown.push(item);
+        }
       }
-      reportBytes();
-      if (!l2) return;
-      await l2.invalidate(keys, TOMBSTONE_MS);
-      await l2.publish(CHANNEL, JSON.stringify({ o: origin, k: keys }));
+      await Promise.all([
+        this.putVersioned(computed),
+        (async () => {
+          if (!l2 || !unknown.length) return;
+          await Promise.all(unknown.map((u) => l2.setIfNewer(u.key, u.after, '', l2TtlMs(kindOf(u.key)))));
+          await l2.publish(CHANNEL, JSON.stringify({ o: origin, k: unknown.map((u) => u.key) }));
+        })(),
+      ]);
     },
 
     async invalidate(keys) {

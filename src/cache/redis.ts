@@ -18,10 +18,15 @@ redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 return 1`;
 export const TOMBSTONE = '\u0000gone';
 
-/** Compare-and-set by version: an older value never overwrites a newer one. */
+/**
+ * Compare-and-set by version: an older value never overwrites a newer one. An empty value is a
+ * tombstone: a value of the same version may replace it (the state it stands for, loaded).
+ */
 const CAS_SET = `
 local cur = redis.call('HGET', KEYS[1], 'v')
-if cur and tonumber(cur) >= tonumber(ARGV[1]) then return 0 end
+if cur and tonumber(cur) >= tonumber(ARGV[1]) then
+  if not (tonumber(cur) == tonumber(ARGV[1]) and ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'd') == '') then return 0 end
+end
 redis.call('HSET', KEYS[1], 'v', ARGV[1], 'd', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1`;
@@ -221,7 +226,8 @@ export function createL2(opts: L2Options): L2 {
       if (!usable() || Date.now() < untrustedUntil) return undefined;
       try {
         const [v, d] = await within('hmget', () => client.hmget(key, 'v', 'd'));
-        return v !== null && d !== null && v !== undefined && d !== undefined ? { version: BigInt(v), text: d } : undefined;
+        // an empty value is a versioned tombstone: nothing older than it may be stored
+        return v !== null && d !== null && v !== undefined && d !== undefined && d !== '' ? { version: BigInt(v), text: d } : undefined;
       } catch {
         return undefined;
       }

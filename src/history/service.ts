@@ -52,22 +52,40 @@ export function decodeCursor(cursor: string): { createdAt: Date; id: string } | 
 }
 
 /**
- * The most read page: newest first, no filters, RECENT_ITEMS long, through the cache
- * (transactions:{id}:recent); every commit that writes the user's history invalidates it. The
- * API slices it to the requested limit; the cache warmer calls it to load the same key.
+ * The first page with its version: the sum of the versions of the user's wallets, read in the
+ * same statement (one snapshot). Every history change changes one of those wallets, so the
+ * version orders the page's states and the cache can compare-and-set it like a balance.
  */
-export function loadRecent(p: Platform, userId: string, shard: number): Promise<{ items: HistoryItem[]; nextCursor?: string }> {
-  return p.cache.get(cacheKey.recentTransactions(userId), () => historyPage(p.db.forShard(shard).sql, { userId, limit: RECENT_ITEMS }));
+export type RecentPage = { items: HistoryItem[]; nextCursor?: string; version: bigint };
+
+async function loadRecentPage(sql: Sql, userId: string): Promise<RecentPage> {
+  const rows = await sql`
+    with v as (select coalesce(sum(version), 0)::bigint as version from accounts where user_id = ${userId} and kind = 'user')
+    select v.version as page_version, t.* from v left join lateral (
+      select id, type, direction, amount, currency, status, counterparty, note, wallet_id, created_at
+      from transactions where user_id = ${userId} order by created_at desc, id desc limit ${RECENT_ITEMS + 1}
+    ) t on true`;
+  const page = pageFrom(rows.filter((r) => r.id !== null), RECENT_ITEMS);
+  return { ...page, version: rows[0]!.page_version as bigint };
 }
 
-type Page = { items: HistoryItem[]; nextCursor?: string };
+/**
+ * The most read page: newest first, no filters, RECENT_ITEMS long, through the cache
+ * (transactions:{id}:recent), kept right on every commit by reviseRecent. The API slices it to
+ * the requested limit; the cache warmer calls it to load the same key.
+ */
+export async function loadRecent(p: Platform, userId: string, shard: number): Promise<RecentPage> {
+  const key = cacheKey.recentTransactions(userId);
+  const found = await p.cache.getVersioned<RecentPage>([key], async () => new Map([[key, await loadRecentPage(p.db.forShard(shard).sql, userId)]]));
+  return found.get(key)!;
+}
 
 /**
  * The first page after a commit, computed from the cached one: the new rows inserted in order,
- * status changes applied, cut to RECENT_ITEMS. Exact when the cached page was: every row not in
- * the cached page is older than its last item.
+ * status changes applied, cut to RECENT_ITEMS. Exact when the cached page was the state just
+ * before the commit (the cache checks its version): every row outside it is older than its last item.
  */
-export function mergeRecent(page: Page, added: HistoryRow[], changed: CommitEffects['historyStatus']): Page {
+export function mergeRecent(page: RecentPage, added: HistoryRow[], changed: CommitEffects['historyStatus'], version: bigint): RecentPage {
   const byId = new Map(page.items.map((i) => [i.id, i]));
   for (const r of added) {
     byId.set(r.id, {
@@ -83,21 +101,24 @@ export function mergeRecent(page: Page, added: HistoryRow[], changed: CommitEffe
   }
   const all = [...byId.values()].sort((a, b) => b.createdAt.getTime() - a.createdAt.getTime() || (a.id < b.id ? 1 : a.id > b.id ? -1 : 0));
   const items = all.slice(0, RECENT_ITEMS);
-  return page.nextCursor !== undefined || all.length > RECENT_ITEMS ? { items, nextCursor: encodeCursor(items[items.length - 1]!) } : { items };
+  const more = page.nextCursor !== undefined || all.length > RECENT_ITEMS;
+  return more ? { items, nextCursor: encodeCursor(items[items.length - 1]!), version } : { items, version };
 }
 
 /** Keeps the cached first pages of the users a commit touched right (src/platform.ts wires it to the engine). */
-export function reviseRecent(p: Pick<Platform, 'cache'>, effects: Pick<CommitEffects, 'history' | 'historyStatus'>): Promise<void> {
+export function reviseRecent(p: Pick<Platform, 'cache'>, effects: Pick<CommitEffects, 'history' | 'historyStatus' | 'historyVersions'>): Promise<void> {
   const added = new Map<string, HistoryRow[]>();
   const changed = new Map<string, CommitEffects['historyStatus']>();
   for (const r of effects.history) added.set(r.userId, [...(added.get(r.userId) ?? []), r]);
   for (const c of effects.historyStatus) changed.set(c.userId, [...(changed.get(c.userId) ?? []), c]);
-  const users = new Set([...added.keys(), ...changed.keys()]);
-  const keyUser = new Map([...users].map((u) => [cacheKey.recentTransactions(u), u]));
-  return p.cache.revise<Page>([...keyUser.keys()], (key, page) => {
-    const user = keyUser.get(key)!;
-    return mergeRecent(page, added.get(user) ?? [], changed.get(user) ?? []);
-  });
+  return p.cache.revise<RecentPage>(
+    [...effects.historyVersions].map(([user, v]) => ({
+      key: cacheKey.recentTransactions(user),
+      before: v.before,
+      after: v.after,
+      update: (page) => mergeRecent(page, added.get(user) ?? [], changed.get(user) ?? [], v.after),
+    })),
+  );
 }
 
 export async function historyPage(sql: Sql, q: HistoryQuery): Promise<{ items: HistoryItem[]; nextCursor?: string }> {
@@ -112,7 +133,12 @@ export async function historyPage(sql: Sql, q: HistoryQuery): Promise<{ items: H
       ${q.cursor ? sql`and (created_at, id) < (${q.cursor.createdAt}, ${q.cursor.id})` : sql``}
     order by created_at desc, id desc
     limit ${q.limit + 1} ${q.offset ? sql`offset ${q.offset}` : sql``}`;
-  const items: HistoryItem[] = rows.slice(0, q.limit).map((r) => ({
+  return pageFrom(rows, q.limit);
+}
+
+/** rows fetched with limit + 1 → the page, with a cursor when there are more */
+function pageFrom(rows: readonly Record<string, any>[], limit: number): { items: HistoryItem[]; nextCursor?: string } {
+  const items: HistoryItem[] = rows.slice(0, limit).map((r) => ({
     id: r.id,
     type: r.type,
     direction: r.direction,
@@ -124,5 +150,5 @@ export async function historyPage(sql: Sql, q: HistoryQuery): Promise<{ items: H
     walletId: r.wallet_id,
     createdAt: r.created_at,
   }));
-  return rows.length > q.limit ? { items, nextCursor: encodeCursor(items[items.length - 1]!) } : { items };
+  return rows.length > limit ? { items, nextCursor: encodeCursor(items[items.length - 1]!) } : { items };
 }

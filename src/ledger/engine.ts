@@ -39,6 +39,12 @@ export interface CommitEffects {
   /** history rows the batch added, and status changes it made to existing ones */
   history: HistoryRow[];
   historyStatus: { userId: string; id: string; createdAt: Date; status: HistoryRow['status']; amount: bigint }[];
+  /**
+   * For each user whose history the batch changed: the sum of the versions of all the user's
+   * wallets after it. Every history change changes one of the user's wallets, and the batch
+   * holds all of them locked, so this orders the user's history states (cache CAS).
+   */
+  historyVersions: Map<string, { before: bigint; after: bigint }>;
 }
 
 export interface EngineMetrics {
@@ -252,15 +258,22 @@ export async function executeBatch(sql: Sql, cmds: Command[], mode: 'optimistic'
     for (const cmd of cmds) results.push(applyOne(cmd, state, writes, existing));
     state.assertBalanced();
     await writes.flushRows(tx, state, now);
-    if (mode === 'optimistic' && state.deltas.size) await recheckLocked(tx, state);
+    const historyUsers = [...new Set([...writes.history.map((h) => h.userId), ...writes.historyStatus.map((h) => h.userId)])];
+    const locked = state.deltas.size || historyUsers.length ? await lockForCommit(tx, state, historyUsers, mode) : new Map<string, AccountState & { version: bigint }>();
     const wallets = await writes.flushBalances(tx, state, now);
+    const historyVersions = new Map<string, { before: bigint; after: bigint }>();
+    for (const acc of locked.values()) {
+      if (acc.userId === null || !historyUsers.includes(acc.userId)) continue;
+      const v = historyVersions.get(acc.userId) ?? { before: 0n, after: 0n };
+      historyVersions.set(acc.userId, { before: v.before + acc.version, after: v.after + acc.version + (state.deltas.has(acc.id) ? 1n : 0n) });
+    }
     // each caller learns the versions its command left on its own wallets (read-your-writes)
     const byId = new Map(wallets.map((w) => [w.id, w]));
     cmds.forEach((cmd, i) => {
       const mine = cmd.accounts.map((id) => byId.get(id)).filter((w): w is WalletSnapshot => w !== undefined && w.userId === cmd.idempotency?.userId);
       if (mine.length && !results[i]!.replayed) results[i]!.versions = new Map(mine.map((w) => [w.id, w.version]));
     });
-    return { results, effects: { wallets, history: writes.history, historyStatus: writes.historyStatus } };
+    return { results, effects: { wallets, history: writes.history, historyStatus: writes.historyStatus, historyVersions } };
   }) as Promise<{ results: CommandResult[]; effects: CommitEffects }>;
 }
 
@@ -303,13 +316,29 @@ function uniqueSorted(ids: string[]): string[] {
   return [...new Set(ids)].sort();
 }
 
-/** Locks the accounts a batch changes (id order) and checks its net change against their current balances. */
-async function recheckLocked(tx: Queryable, state: BatchState): Promise<void> {
-  const fresh = await readAccounts(tx, [...state.deltas.keys()].sort(), true);
-  for (const [id, [dp, cp, dpe]] of state.deltas) {
-    const acc = fresh.get(id)!;
-    if (acc.kind === 'user' && acc.creditsPosted + cp - (acc.debitsPosted + dp) - (acc.debitsPending + dpe) < 0n) throw new StaleBalances(id);
+/**
+ * Locks, in one statement in id order, the accounts the batch changes and every wallet of the
+ * users whose history it changes; in optimistic mode also checks the net change against the
+ * current balances. Returns the locked rows (with their versions before the update).
+ */
+async function lockForCommit(tx: Queryable, state: BatchState, historyUsers: string[], mode: 'optimistic' | 'locked'): Promise<Map<string, AccountState & { version: bigint }>> {
+  const rows = await tx<{ id: string; kind: AccountState['kind']; currency: string; user_id: string | null; debits_posted: bigint; credits_posted: bigint; debits_pending: bigint; credits_pending: bigint; version: bigint }[]>`
+    select id, kind, currency, user_id, debits_posted, credits_posted, debits_pending, credits_pending, version from accounts
+    where id = any(${[...state.deltas.keys()]}::text[]) or (user_id = any(${historyUsers}::text[]) and kind = 'user')
+    order by id for update`;
+  const fresh = new Map(
+    rows.map((r) => [
+      r.id,
+      { id: r.id, kind: r.kind, currency: r.currency, userId: r.user_id, debitsPosted: r.debits_posted, creditsPosted: r.credits_posted, debitsPending: r.debits_pending, creditsPending: r.credits_pending, version: r.version },
+    ]),
+  );
+  if (mode === 'optimistic') {
+    for (const [id, [dp, cp, dpe]] of state.deltas) {
+      const acc = fresh.get(id)!;
+      if (acc.kind === 'user' && acc.creditsPosted + cp - (acc.debitsPosted + dp) - (acc.debitsPending + dpe) < 0n) throw new StaleBalances(id);
+    }
   }
+  return fresh;
 }
 
 async function readAccounts(tx: Queryable, ids: string[], lock: boolean): Promise<Map<string, AccountState>> {
