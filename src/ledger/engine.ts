@@ -323,9 +323,13 @@ function uniqueSorted(ids: string[]): string[] {
  */
 async function lockForCommit(tx: Queryable, state: BatchState, historyUsers: string[], mode: 'optimistic' | 'locked'): Promise<Map<string, AccountState & { version: bigint }>> {
   const rows = await tx<{ id: string; kind: AccountState['kind']; currency: string; user_id: string | null; debits_posted: bigint; credits_posted: bigint; debits_pending: bigint; credits_pending: bigint; version: bigint }[]>`
-    select id, kind, currency, user_id, debits_posted, credits_posted, debits_pending, credits_pending, version from accounts
-    where id = any(${[...state.deltas.keys()]}::text[]) or (user_id = any(${historyUsers}::text[]) and kind = 'user')
-    order by id for update`;
+    with ids as (
+      select unnest(${pgArray([...state.deltas.keys()])}::text[]) as id
+      union select id from accounts where user_id = any(${pgArray(historyUsers)}::text[]) and kind = 'user' -- accounts_one_wallet_per_currency
+    )
+    select a.id, a.kind, a.currency, a.user_id, a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending, a.version
+    from accounts a join ids on ids.id = a.id
+    order by a.id for update of a`;
   const fresh = new Map(
     rows.map((r) => [
       r.id,
