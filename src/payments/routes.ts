@@ -45,6 +45,9 @@ export const RefundSchema = Type.Object({
   createdAt: Timestamp,
 });
 
+/** capture and refunds: no amount means all (what is authorized, or what is left) */
+const amountOrAll = (body: { amount?: number }): bigint | undefined => (body.amount === undefined ? undefined : BigInt(body.amount));
+
 /** capture, void and refunds may be sent without a body: it means "all" */
 async function emptyBodyIsEmptyObject(req: FastifyRequest): Promise<void> {
   if (req.body === undefined || req.body === null) req.body = {};
@@ -79,7 +82,7 @@ export function paymentRoutes(p: Platform): FastifyPluginAsyncTypebox {
       preValidation: emptyBodyIsEmptyObject,
       schema: { tags, summary: 'Capture an authorized payment (all, or part: the rest of the hold is released)', description: merchantOnly, security: Bearer, headers: IdempotencyHeaders, params: IdParam, body: OptionalAmount, response: { 200: PaymentSchema, ...problems(400, 401, 404, 409, 422, 503) } },
     }, async (req, reply) => {
-      const amount = req.body.amount === undefined ? undefined : BigInt(req.body.amount);
+      const amount = amountOrAll(req.body);
       return idempotentRequest(p.inFlight, req, reply, (idem) => payments.capture(req.principal!, req.params.id, amount, idem));
     });
 
@@ -88,7 +91,7 @@ export function paymentRoutes(p: Platform): FastifyPluginAsyncTypebox {
       schema: {
         tags,
         summary: 'Void an authorized payment: the hold is released',
-        description: `${merchantOnly}`,
+        description: merchantOnly,
         security: Bearer, headers: IdempotencyHeaders, params: IdParam, body: NoBody, response: { 200: PaymentSchema, ...problems(400, 401, 404, 409, 422, 503) },
       },
     }, async (req, reply) => {
@@ -99,7 +102,7 @@ export function paymentRoutes(p: Platform): FastifyPluginAsyncTypebox {
       preValidation: emptyBodyIsEmptyObject,
       schema: { tags, summary: 'Refund a captured payment (default: all that is left) to the payer', description: merchantOnly, security: Bearer, headers: IdempotencyHeaders, params: IdParam, body: OptionalAmount, response: { 201: RefundSchema, ...problems(400, 401, 404, 409, 422, 503) } },
     }, async (req, reply) => {
-      const amount = req.body.amount === undefined ? undefined : BigInt(req.body.amount);
+      const amount = amountOrAll(req.body);
       return idempotentRequest(p.inFlight, req, reply, (idem) => payments.refund(req.principal!, req.params.id, amount, idem));
     });
   };

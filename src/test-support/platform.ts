@@ -106,9 +106,10 @@ export async function addCard(app: FastifyInstance, user: TestUser, number: stri
 }
 
 /** Funds a wallet through a card top-up, the way a user would. */
-export async function fund(app: FastifyInstance, user: TestUser, amount: number, currency = 'USD'): Promise<void> {
+/** minorUnits: the JSON integer the API takes (bigint inside the platform) */
+export async function fund(app: FastifyInstance, user: TestUser, minorUnits: number, currency = 'USD'): Promise<void> {
   const pm = await addCard(app, user);
-  const res = await moneyPost(app, user, '/v1/topups', { paymentMethodId: pm, amount, currency });
+  const res = await moneyPost(app, user, '/v1/topups', { paymentMethodId: pm, amount: minorUnits, currency });
   if (res.statusCode !== 201 || res.json().status !== 'completed') throw new Error(`top-up failed: ${res.statusCode} ${res.body}`);
 }
 
