@@ -15,6 +15,8 @@ import { createNetworkSimulator, withTimeout, type PaymentNetwork } from './netw
 import { createInFlight, type InFlight } from './http/idempotency.js';
 import { cacheKey, createCache, type Cache } from './cache/index.js';
 import { reviseRecent } from './history/service.js';
+import { createBackbone } from './events/index.js';
+import type { Bus, JobQueue } from './events/types.js';
 
 export interface Platform {
   readonly config: Config;
@@ -28,6 +30,10 @@ export interface Platform {
   readonly network: PaymentNetwork;
   readonly inFlight: InFlight;
   readonly cache: Cache;
+  /** the event bus the relay publishes to and consumers subscribe on */
+  readonly bus: Bus;
+  /** priority work queues (high, medium, low) drained by the workers role */
+  readonly jobs: JobQueue;
   /** resolves when the cache has connected and subscribed to invalidations (at most ~2 s) */
   ready(): Promise<void>;
   close(): Promise<void>;
@@ -54,6 +60,8 @@ export function createPlatform(config: Config, overrides: PlatformOverrides = {}
   const metrics = createMetrics();
   const db = createDb(topology, { poolMax: config.dbPoolMax, statementTimeoutMs: config.dbStatementTimeoutMs });
   const cache = createCache(config, metrics.cache);
+  const { bus, jobs } = createBackbone(config, log);
+  const backboneStarted = Promise.all([bus.start(), jobs.start()]);
   const cacheStarted = cache.start().catch((err) => log.warn({ err }, 'cache start failed; serving from the database'));
   const engine = createLedgerEngine(
     db,
@@ -82,12 +90,15 @@ export function createPlatform(config: Config, overrides: PlatformOverrides = {}
     network: withTimeout(overrides.network ?? createNetworkSimulator(), config.networkTimeoutMs),
     inFlight: createInFlight(config.idempotencyInFlightMax),
     cache,
+    bus,
+    jobs,
     ready: async () => {
-      await cacheStarted;
+      await Promise.all([cacheStarted, backboneStarted]);
     },
     async close() {
       await engine.stop();
       await cache.close();
+      await Promise.allSettled([bus.close(), jobs.close()]);
       await db.close();
     },
   };

@@ -82,6 +82,34 @@ const settings = {
   loginWindowSeconds: ['LOGIN_WINDOW_SECONDS', Int(60, 86_400, 900)],
 
   maintenanceIntervalMs: ['MAINTENANCE_INTERVAL_MS', Int(100, 3_600_000, 60_000)],
+  // event backbone (issue 5): NATS_URL set → JetStream, else the in-process bus
+  busNamespace: ['BUS_NAMESPACE', Type.String({ pattern: '^[a-z0-9_-]{0,32}$', default: '' })],
+  natsStreamReplicas: ['NATS_STREAM_REPLICAS', Int(1, 5, 1)],
+  busMaxDeliver: ['BUS_MAX_DELIVER', Int(1, 100, 5)],
+  busDedupWindowMs: ['BUS_DEDUP_WINDOW_MS', Int(1000, 86_400_000, 120_000)],
+  busMaxAgeDays: ['BUS_MAX_AGE_DAYS', Int(1, 365, 7)],
+  relayBatchSize: ['RELAY_BATCH_SIZE', Int(1, 10_000, 1000)],
+  relayPollMs: ['RELAY_POLL_MS', Int(1, 60_000, 20)],
+  relayLanes: ['RELAY_LANES', Int(1, 1000, 16)],
+  outboxRetentionHours: ['OUTBOX_RETENTION_HOURS', Int(1, 24 * 90, 24)],
+  inboxRetentionDays: ['INBOX_RETENTION_DAYS', Int(1, 90, 8)],
+  workersMin: ['WORKERS_MIN', Int(1, 10_000, 2)],
+  workersMax: ['WORKERS_MAX', Int(1, 10_000, 200)],
+  workersPerThousand: ['WORKERS_PER_THOUSAND', Int(1, 1000, 10)],
+  workersScaleDownBelow: ['WORKERS_SCALE_DOWN_BELOW', Int(0, 1_000_000, 100)],
+  workersScaleIntervalMs: ['WORKERS_SCALE_INTERVAL_MS', Int(100, 600_000, 5000)],
+  // notifications
+  webhookTimeoutMs: ['WEBHOOK_TIMEOUT_MS', Int(100, 60_000, 5000)],
+  webhookRetryHours: ['WEBHOOK_RETRY_HOURS', Int(1, 24 * 7, 24)],
+  webhookRetryBaseMs: ['WEBHOOK_RETRY_BASE_MS', Int(1, 3_600_000, 10_000)],
+  webhookRetryMaxDelayMs: ['WEBHOOK_RETRY_MAX_DELAY_MS', Int(1, 86_400_000, 3_600_000)],
+  webhookMaxPerUser: ['WEBHOOK_MAX_PER_USER', Int(1, 1000, 20)],
+  // unset: http:// endpoints allowed except in production (https only there)
+  webhookAllowHttp: ['WEBHOOK_ALLOW_HTTP', Type.Optional(Type.Boolean())],
+  smtpUrl: ['SMTP_URL', Type.Optional(Type.String({ pattern: '^smtps?://' }))],
+  mailFrom: ['MAIL_FROM', Type.String({ minLength: 3, default: 'Wallet <no-reply@wallet.local>' })],
+  mailboxDir: ['MAILBOX_DIR', Type.Optional(Type.String({ minLength: 1 }))],
+
   partitionsAheadMonths: ['PARTITIONS_AHEAD_MONTHS', Int(1, 36, 3)],
 } as const satisfies Record<string, readonly [string, TSchema]>;
 
@@ -98,7 +126,7 @@ export class ConfigError extends Error {
 
 function parseEnvValue(key: keyof Settings, raw: string): unknown {
   if (key === 'roles') return raw.split(',').map((r) => r.trim()).filter(Boolean);
-  if (key === 'redisCluster') return raw === 'true' || raw === '1' ? true : raw === 'false' || raw === '0' ? false : raw;
+  if (key === 'redisCluster' || key === 'webhookAllowHttp') return raw === 'true' || raw === '1' ? true : raw === 'false' || raw === '0' ? false : raw;
   return raw;
 }
 

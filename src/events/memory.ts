@@ -1,0 +1,210 @@
+/**
+ * The in-process bus and job queue of the embedded default: one process runs every role, so
+ * events need not leave it. Semantics match JetStream where the tests look: de-duplication by
+ * event id within the window, every group gets every event, one key's events in order,
+ * redelivery with backoff up to maxDeliver, then a dead letter with the reason.
+ *
+ * Durability comes from the outbox: publish() resolves only after every subscribed group has
+ * handled (or dead-lettered) the events, so the relay marks rows sent only after their effects
+ * are done; a crash before that republishes them and the consumers' inboxes skip what ran.
+ * Events published to a topic with no subscriber in this process are kept in nobody's queue:
+ * with the in-process bus, run the consuming roles in the publishing process (the default).
+ */
+import {
+  PRIORITIES,
+  PoisonEvent,
+  type Bus,
+  type BusEvent,
+  type DeadLetter,
+  type Handler,
+  type Job,
+  type JobQueue,
+  type LeasedJob,
+  type Priority,
+  type SubscribeOptions,
+  type Subscription,
+  type Topic,
+} from './types.js';
+
+export interface MemoryBusOptions {
+  maxDeliver: number;
+  dedupWindowMs: number;
+  /** first redelivery delay; doubles per attempt (capped at 1 s) */
+  redeliveryBaseMs?: number;
+  /** dead letters kept (oldest dropped first) */
+  deadLettersMax?: number;
+}
+
+interface Sub {
+  group: string;
+  topic: Topic;
+  handler: Handler;
+  concurrency: number;
+  maxDeliver: number;
+  stopped: boolean;
+  inFlight: Set<Promise<void>>;
+}
+
+/** de-duplication by id inside a time window (insertion-ordered map, oldest expire first) */
+export class DedupWindow {
+  private readonly seen = new Map<string, number>();
+  constructor(private readonly windowMs: number) {}
+  /** true the first time an id is seen inside the window */
+  add(id: string, now = Date.now()): boolean {
+    for (const [k, exp] of this.seen) {
+      if (exp > now) break;
+      this.seen.delete(k);
+    }
+    if (this.seen.has(id)) return false;
+    this.seen.set(id, now + this.windowMs);
+    return true;
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export function createMemoryBus(opts: MemoryBusOptions): Bus {
+  const subs: Sub[] = [];
+  const dedup = new DedupWindow(opts.dedupWindowMs);
+  const dead: DeadLetter[] = [];
+  const deadMax = opts.deadLettersMax ?? 10_000;
+  const base = opts.redeliveryBaseMs ?? 5;
+  let closed = false;
+
+  const deadLetter = (sub: Sub, event: BusEvent, reason: string) => {
+    dead.push({ group: sub.group, topic: sub.topic, reason, event, at: new Date().toISOString() });
+    if (dead.length > deadMax) dead.splice(0, dead.length - deadMax);
+  };
+
+  /** one event through one group: redelivered on failure, dead-lettered after maxDeliver */
+  const handleOne = async (sub: Sub, event: BusEvent) => {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await sub.handler(event, { attempt, group: sub.group });
+        return;
+      } catch (err) {
+        if (err instanceof PoisonEvent) return deadLetter(sub, event, `poison: ${err.message}`);
+        if (attempt >= sub.maxDeliver) return deadLetter(sub, event, `max deliveries (${sub.maxDeliver}) reached: ${(err as Error).message ?? String(err)}`);
+        await sleep(Math.min(1000, base * 2 ** (attempt - 1)));
+      }
+    }
+  };
+
+  /** a batch through one group: keys in parallel (bounded), each key's events in order */
+  const deliver = async (sub: Sub, events: BusEvent[]) => {
+    const byKey = new Map<string, BusEvent[]>();
+    for (const e of events) {
+      const list = byKey.get(e.key);
+      if (list) list.push(e);
+      else byKey.set(e.key, [e]);
+    }
+    const lanes = [...byKey.values()];
+    let next = 0;
+    const worker = async () => {
+      while (next < lanes.length) {
+        const lane = lanes[next++]!;
+        for (const e of lane) await handleOne(sub, e);
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(sub.concurrency, lanes.length) }, worker));
+  };
+
+  return {
+    kind: 'memory',
+    async start() {},
+    async publish(events) {
+      if (closed) throw new Error('bus closed');
+      const fresh = events.filter((e) => dedup.add(e.id));
+      if (!fresh.length) return;
+      const byTopic = new Map<Topic, BusEvent[]>();
+      for (const e of fresh) {
+        const list = byTopic.get(e.topic);
+        if (list) list.push(e);
+        else byTopic.set(e.topic, [e]);
+      }
+      const work: Promise<void>[] = [];
+      for (const sub of subs) {
+        const list = byTopic.get(sub.topic);
+        if (!list || sub.stopped) continue;
+        const p = deliver(sub, list);
+        sub.inFlight.add(p);
+        work.push(p.finally(() => sub.inFlight.delete(p)));
+      }
+      await Promise.all(work);
+    },
+    subscribe(group: string, topic: Topic, handler: Handler, o: SubscribeOptions = {}): Subscription {
+      if (subs.some((s) => s.group === group && s.topic === topic && !s.stopped)) throw new Error(`bus: group ${group} already subscribed to ${topic} in this process`);
+      const sub: Sub = { group, topic, handler, concurrency: o.concurrency ?? 16, maxDeliver: o.maxDeliver ?? opts.maxDeliver, stopped: false, inFlight: new Set() };
+      subs.push(sub);
+      return {
+        group,
+        topic,
+        async stop() {
+          sub.stopped = true;
+          await Promise.all([...sub.inFlight]);
+          subs.splice(subs.indexOf(sub), 1);
+        },
+      };
+    },
+    async deadLetters(limit = 100) {
+      return dead.slice(-limit);
+    },
+    async close() {
+      closed = true;
+      await Promise.all(subs.flatMap((s) => [...s.inFlight]));
+    },
+  };
+}
+
+interface Entry {
+  job: Job;
+  attempt: number;
+  dueAt: number;
+  leased: boolean;
+}
+
+export function createMemoryJobQueue(opts: { dedupWindowMs: number; maxDepth?: number }): JobQueue {
+  const queues: Record<Priority, Entry[]> = { high: [], medium: [], low: [] };
+  const dedup = new DedupWindow(opts.dedupWindowMs);
+  const maxDepth = opts.maxDepth ?? 1_000_000;
+  const total = () => queues.high.length + queues.medium.length + queues.low.length;
+  return {
+    kind: 'memory',
+    async start() {},
+    async enqueue(priority, jobs, o = {}) {
+      const fresh = jobs.filter((j) => dedup.add(j.id));
+      if (total() + fresh.length > maxDepth) throw new Error(`job queue full (${maxDepth} jobs)`);
+      const dueAt = Date.now() + (o.delayMs ?? 0);
+      for (const job of fresh) queues[priority].push({ job, attempt: 0, dueAt, leased: false });
+    },
+    async take(priority, max) {
+      const now = Date.now();
+      const q = queues[priority];
+      const out: LeasedJob[] = [];
+      for (const entry of q) {
+        if (out.length >= max) break;
+        if (entry.leased || entry.dueAt > now) continue;
+        entry.leased = true;
+        entry.attempt++;
+        out.push({
+          job: entry.job,
+          priority,
+          attempt: entry.attempt,
+          async ack() {
+            const i = q.indexOf(entry);
+            if (i >= 0) q.splice(i, 1);
+          },
+          async retry(delayMs) {
+            entry.leased = false;
+            entry.dueAt = Date.now() + delayMs;
+          },
+        });
+      }
+      return out;
+    },
+    async depth() {
+      return Object.fromEntries(PRIORITIES.map((p) => [p, queues[p].length])) as Record<Priority, number>;
+    },
+    async close() {},
+  };
+}
