@@ -60,7 +60,7 @@ export function createPlatform(config: Config, overrides: PlatformOverrides = {}
   const metrics = createMetrics();
   const db = createDb(topology, { poolMax: config.dbPoolMax, statementTimeoutMs: config.dbStatementTimeoutMs });
   const cache = createCache(config, metrics.cache);
-  const { bus, jobs } = createBackbone(config, log);
+  const { bus, jobs } = createBackbone(config, log, metrics.events);
   const backboneStarted = Promise.all([bus.start(), jobs.start()]);
   const cacheStarted = cache.start().catch((err) => log.warn({ err }, 'cache start failed; serving from the database'));
   const engine = createLedgerEngine(

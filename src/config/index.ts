@@ -91,6 +91,8 @@ const settings = {
   relayBatchSize: ['RELAY_BATCH_SIZE', Int(1, 10_000, 1000)],
   relayPollMs: ['RELAY_POLL_MS', Int(1, 60_000, 20)],
   relayLanes: ['RELAY_LANES', Int(1, 1000, 16)],
+  // lanes published at once by one relay; each holds a connection while the bus acknowledges
+  relayConcurrency: ['RELAY_CONCURRENCY', Int(1, 64, 4)],
   outboxRetentionHours: ['OUTBOX_RETENTION_HOURS', Int(1, 24 * 90, 24)],
   inboxRetentionDays: ['INBOX_RETENTION_DAYS', Int(1, 90, 8)],
   workersMin: ['WORKERS_MIN', Int(1, 10_000, 2)],

@@ -1,8 +1,413 @@
-/** NATS JetStream adapters: written next (see events/types.ts for the contract). */
+/**
+ * NATS JetStream adapters (production). Streams and durable consumers are created or updated
+ * from the configuration at start:
+ * - one stream per topic (`TRANSACTION_EVENTS` holds `transaction-events.<p>`, p = fnv1a(user id)
+ *   mod the topic's partitions), max_age BUS_MAX_AGE_DAYS, NATS_STREAM_REPLICAS replicas, file
+ *   storage, the dedup window BUS_DEDUP_WINDOW_MS (the event id is the Nats-Msg-Id);
+ * - a `DEAD_LETTER` stream (`dead-letter.<topic>`) for events a group could not handle, with the
+ *   reason;
+ * - a `JOBS` work-queue stream with `jobs.high|medium|low`, one pull consumer per priority.
+ * A consumer group is a durable pull consumer named after the group, explicit acks. The client
+ * decides dead letters (after BUS_MAX_DELIVER deliveries, or at once for a PoisonEvent), so
+ * nothing stops being delivered without landing in DEAD_LETTER.
+ * BUS_NAMESPACE prefixes every subject and stream name (tests run side by side on one server).
+ */
+import { connect, type NatsConnection } from '@nats-io/transport-node';
+import {
+  AckPolicy,
+  DeliverPolicy,
+  DiscardPolicy,
+  RetentionPolicy,
+  StorageType,
+  jetstream,
+  jetstreamManager,
+  type ConsumerConfig,
+  type ConsumerMessages,
+  type JetStreamClient,
+  type JetStreamManager,
+  type JsMsg,
+  type StreamConfig,
+} from '@nats-io/jetstream';
 import type { Config } from '../config/index.js';
 import type { Logger } from '../observability/logger.js';
+import type { EventMetrics } from '../observability/metrics.js';
 import type { Backbone } from './index.js';
+import { decideFailure, isBusEvent } from './handling.js';
+import {
+  PRIORITIES,
+  TOPIC_NAMES,
+  partitionOf,
+  type Bus,
+  type BusEvent,
+  type DeadLetter,
+  type Handler,
+  type Job,
+  type JobQueue,
+  type LeasedJob,
+  type Priority,
+  type SubscribeOptions,
+  type Subscription,
+  type Topic,
+} from './types.js';
 
-export function createJetStreamBackbone(_config: Config, _log: Logger): Backbone {
-  throw new Error('NATS_URL: the JetStream bus is not available yet');
+const ms = (n: number) => n * 1_000_000; // JetStream durations are nanoseconds
+const CONSUMER_ACK_WAIT_MS = 30_000;
+const JOB_ACK_WAIT_MS = 60_000;
+const DEAD_LETTER_MAX_AGE_DAYS = 30;
+
+export interface Names {
+  subject(s: string): string;
+  stream(s: string): string;
+  topicStream(t: Topic): string;
+}
+
+export function jetStreamNames(namespace: string): Names {
+  const subject = (s: string) => (namespace ? `${namespace}.${s}` : s);
+  const stream = (s: string) => (namespace ? `${namespace}_${s}` : s).toUpperCase().replace(/[^A-Z0-9_]/g, '_');
+  return { subject, stream, topicStream: (t) => stream(t) };
+}
+
+async function ensureStream(jsm: JetStreamManager, cfg: Partial<StreamConfig> & { name: string }): Promise<void> {
+  try {
+    await jsm.streams.info(cfg.name);
+    await jsm.streams.update(cfg.name, cfg);
+  } catch (err) {
+    if (!/not found/i.test((err as Error).message)) throw err;
+    await jsm.streams.add(cfg);
+  }
+}
+
+async function ensureConsumer(jsm: JetStreamManager, stream: string, cfg: Partial<ConsumerConfig> & { durable_name: string }): Promise<void> {
+  try {
+    await jsm.consumers.info(stream, cfg.durable_name);
+    await jsm.consumers.update(stream, cfg.durable_name, cfg);
+  } catch (err) {
+    if (!/not found/i.test((err as Error).message)) throw err;
+    await jsm.consumers.add(stream, cfg);
+  }
+}
+
+export function createJetStreamBackbone(config: Config, log: Logger, metrics?: EventMetrics): Backbone {
+  const names = jetStreamNames(config.busNamespace);
+  const replicas = config.natsStreamReplicas;
+  let conn: Promise<{ nc: NatsConnection; js: JetStreamClient; jsm: JetStreamManager }> | undefined;
+  const connection = () =>
+    (conn ??= (async () => {
+      const nc = await connect({ servers: config.natsUrl!.split(','), name: 'wallet', maxReconnectAttempts: -1, reconnectTimeWait: 500 });
+      const jsm = await jetstreamManager(nc);
+      return { nc, jsm, js: jetstream(nc) };
+    })());
+  let closing = false;
+  let users = 2; // bus and jobs share the connection; the last close() closes it
+  const release = async () => {
+    if (--users > 0 || !conn) return;
+    const { nc } = await conn;
+    await nc.drain().catch(() => nc.close());
+  };
+
+  const deadSubject = (topic: string) => names.subject(`dead-letter.${topic}`);
+  const deadLetter = async (js: JetStreamClient, d: DeadLetter, id: string) => {
+    await js.publish(deadSubject(String(d.topic)), JSON.stringify(d), { msgID: `${d.group}:${id}` });
+  };
+
+  const subs = new Set<{ stop(): Promise<void> }>();
+
+  const bus: Bus = {
+    kind: 'jetstream',
+    async start() {
+      const { jsm } = await connection();
+      for (const topic of TOPIC_NAMES) {
+        await ensureStream(jsm, {
+          name: names.topicStream(topic),
+          subjects: [names.subject(`${topic}.*`)],
+          storage: StorageType.File,
+          num_replicas: replicas,
+          max_age: ms(config.busMaxAgeDays * 86_400_000),
+          duplicate_window: ms(config.busDedupWindowMs),
+          discard: DiscardPolicy.Old,
+        });
+      }
+      await ensureStream(jsm, {
+        name: names.stream('dead-letter'),
+        subjects: [names.subject('dead-letter.>')],
+        storage: StorageType.File,
+        num_replicas: replicas,
+        max_age: ms(DEAD_LETTER_MAX_AGE_DAYS * 86_400_000),
+        duplicate_window: ms(config.busDedupWindowMs),
+      });
+    },
+    async publish(events) {
+      if (!events.length) return;
+      const { js } = await connection();
+      // async publishes, acknowledged together: one round trip's latency for the whole batch
+      await Promise.all(events.map((e) => js.publish(names.subject(`${e.topic}.${partitionOf(e.topic, e.key)}`), JSON.stringify(e), { msgID: e.id })));
+    },
+    subscribe(group, topic, handler, o = {}) {
+      const sub = consumeGroup(group, topic, handler, o);
+      subs.add(sub);
+      return {
+        group,
+        topic,
+        async stop() {
+          subs.delete(sub);
+          await sub.stop();
+        },
+      };
+    },
+    async deadLetters(limit = 100) {
+      const { jsm } = await connection();
+      const name = names.stream('dead-letter');
+      const info = await jsm.streams.info(name);
+      const out: DeadLetter[] = [];
+      for (let seq = info.state.last_seq; seq >= info.state.first_seq && seq > 0 && out.length < limit; seq--) {
+        const m = await jsm.streams.getMessage(name, { seq }).catch(() => null);
+        if (m) out.unshift(m.json<DeadLetter>());
+      }
+      return out;
+    },
+    async close() {
+      closing = true;
+      await Promise.all([...subs].map((s) => s.stop()));
+      subs.clear();
+      await release();
+    },
+  };
+
+  function consumeGroup(group: string, topic: Topic, handler: Handler, o: SubscribeOptions): Subscription {
+    const maxDeliver = o.maxDeliver ?? config.busMaxDeliver;
+    const concurrency = o.concurrency ?? 64;
+    let stopped = false;
+    let messages: ConsumerMessages | undefined;
+    const chains = new Map<string, Promise<void>>();
+    let active = 0;
+    let wake: (() => void) | undefined;
+
+    const handle = async (js: JetStreamClient, m: JsMsg, event: BusEvent) => {
+      const attempt = m.info.deliveryCount;
+      try {
+        if (attempt > maxDeliver) throw Object.assign(new Error(`delivered ${attempt} times without an outcome (did the consumer crash on it?)`), { final: true });
+        await handler(event, { attempt, group });
+        m.ack();
+        metrics?.consumed(group, topic, 'ok');
+      } catch (err) {
+        const d = decideFailure(err, attempt, maxDeliver);
+        if (d.deadLetter) {
+          try {
+            await deadLetter(js, { group, topic, reason: d.reason, event, at: new Date().toISOString() }, event.id);
+            m.ack();
+            metrics?.consumed(group, topic, 'dead_letter');
+            log.warn({ group, topic, eventId: event.id, type: event.type, reason: d.reason }, 'event dead-lettered');
+          } catch (dlErr) {
+            log.error({ err: dlErr, group, eventId: event.id }, 'dead-letter publish failed; redelivering');
+            m.nak(1000);
+          }
+        } else {
+          m.nak(d.delayMs);
+          metrics?.consumed(group, topic, 'retry');
+        }
+      }
+    };
+
+    const run = async () => {
+      const { js, jsm } = await connection();
+      const stream = names.topicStream(topic);
+      await ensureConsumer(jsm, stream, {
+        durable_name: group,
+        ack_policy: AckPolicy.Explicit,
+        deliver_policy: DeliverPolicy.All,
+        filter_subject: names.subject(`${topic}.*`),
+        ack_wait: ms(CONSUMER_ACK_WAIT_MS),
+        max_deliver: -1,
+        max_ack_pending: Math.max(1000, concurrency * 64),
+      });
+      const consumer = await js.consumers.get(stream, group);
+      messages = await consumer.consume({ max_messages: o.batch ?? 512 });
+      if (stopped) messages.stop();
+      for await (const m of messages) {
+        let event: BusEvent;
+        try {
+          const parsed: unknown = JSON.parse(m.string());
+          if (!isBusEvent(parsed)) throw new Error('not an event (id, topic, key, type, shard, at, payload)');
+          event = parsed;
+        } catch (err) {
+          const raw = m.string().slice(0, 10_000);
+          await deadLetter(js, { group, topic, reason: `malformed: ${(err as Error).message}`, event: raw, at: new Date().toISOString() }, `seq-${m.seq}`).then(
+            () => {
+              m.ack();
+              metrics?.consumed(group, topic, 'dead_letter');
+            },
+            () => m.nak(1000),
+          );
+          continue;
+        }
+        while (active >= concurrency) await new Promise<void>((r) => (wake = r));
+        active++;
+        // one key's events in order; different keys in parallel
+        const prev = chains.get(event.key) ?? Promise.resolve();
+        const next = prev.then(() => handle(js, m, event)).finally(() => {
+          active--;
+          if (chains.get(event.key) === next) chains.delete(event.key);
+          const w = wake;
+          wake = undefined;
+          w?.();
+        });
+        chains.set(event.key, next);
+      }
+    };
+
+    const loop = (async () => {
+      while (!stopped) {
+        try {
+          await run();
+        } catch (err) {
+          if (!stopped && !closing) log.error({ err, group, topic }, 'consumer stopped; restarting in 1 s');
+        }
+        if (!stopped) await new Promise((r) => setTimeout(r, 1000));
+      }
+    })();
+
+    return {
+      group,
+      topic,
+      async stop() {
+        stopped = true;
+        messages?.stop();
+        await loop;
+        await Promise.all([...chains.values()]);
+        // acks are fire-and-forget: make sure they reached the server
+        if (conn) await (await conn).nc.flush().catch(() => undefined);
+      },
+    };
+  }
+
+  // ---- priority work queues ----
+  const jobsStream = names.stream('jobs');
+  const jobSubject = (p: Priority) => names.subject(`jobs.${p}`);
+  const BUFFER_MAX = 256;
+  interface Buffered {
+    m: JsMsg;
+    job: Job;
+  }
+  const buffers: Record<Priority, Buffered[]> = { high: [], medium: [], low: [] };
+  const feeders: { messages?: ConsumerMessages; done?: Promise<void> }[] = [];
+  let space: Record<Priority, (() => void) | undefined> = { high: undefined, medium: undefined, low: undefined };
+  let keepAlive: ReturnType<typeof setInterval> | undefined;
+
+  const jobs: JobQueue = {
+    kind: 'jetstream',
+    async start() {
+      const { jsm, js } = await connection();
+      await ensureStream(jsm, {
+        name: jobsStream,
+        subjects: PRIORITIES.map(jobSubject),
+        retention: RetentionPolicy.Workqueue,
+        storage: StorageType.File,
+        num_replicas: replicas,
+        duplicate_window: ms(config.busDedupWindowMs),
+      });
+      for (const p of PRIORITIES) {
+        await ensureConsumer(jsm, jobsStream, {
+          durable_name: `workers-${p}`,
+          ack_policy: AckPolicy.Explicit,
+          filter_subject: jobSubject(p),
+          ack_wait: ms(JOB_ACK_WAIT_MS),
+          max_deliver: -1,
+          max_ack_pending: 100_000,
+        });
+      }
+      // jobs held in the local buffer stay leased to this process (working() resets the clock)
+      keepAlive = setInterval(() => {
+        for (const p of PRIORITIES) for (const b of buffers[p]) b.m.working();
+      }, JOB_ACK_WAIT_MS / 3);
+      keepAlive.unref();
+      void js;
+    },
+    async enqueue(priority, list, o = {}) {
+      if (!list.length) return;
+      const { js } = await connection();
+      const notBefore = o.delayMs ? Date.now() + o.delayMs : undefined;
+      await Promise.all(list.map((j) => js.publish(jobSubject(priority), JSON.stringify(notBefore ? { ...j, notBefore } : j), { msgID: j.id })));
+    },
+    async take(priority, max) {
+      startFeeder(priority);
+      const got = buffers[priority].splice(0, max);
+      if (got.length) {
+        const w = space[priority];
+        space[priority] = undefined;
+        w?.();
+      }
+      return got.map(({ m, job }): LeasedJob => ({
+        job,
+        priority,
+        attempt: m.info.deliveryCount,
+        async ack() {
+          await m.ackAck().catch(() => m.ack());
+        },
+        async retry(delayMs) {
+          m.nak(delayMs);
+        },
+      }));
+    },
+    async depth() {
+      const { jsm } = await connection();
+      const out = { high: 0, medium: 0, low: 0 } as Record<Priority, number>;
+      for (const p of PRIORITIES) {
+        const info = await jsm.consumers.info(jobsStream, `workers-${p}`);
+        out[p] = info.num_pending + info.num_ack_pending;
+      }
+      return out;
+    },
+    async close() {
+      closing = true;
+      if (keepAlive) clearInterval(keepAlive);
+      for (const f of feeders) f.messages?.stop();
+      for (const p of PRIORITIES) {
+        space[p]?.();
+        // not taken: hand them back at once rather than after the ack wait
+        for (const b of buffers[p].splice(0)) b.m.nak();
+      }
+      await Promise.all(feeders.map((f) => f.done));
+      await release();
+    },
+  };
+
+  const started = new Set<Priority>();
+  function startFeeder(priority: Priority) {
+    if (started.has(priority) || closing) return;
+    started.add(priority);
+    const f: { messages?: ConsumerMessages; done?: Promise<void> } = {};
+    feeders.push(f);
+    f.done = (async () => {
+      while (!closing) {
+        try {
+          const { js } = await connection();
+          const consumer = await js.consumers.get(jobsStream, `workers-${priority}`);
+          f.messages = await consumer.consume({ max_messages: BUFFER_MAX });
+          for await (const m of f.messages) {
+            let job: Job & { notBefore?: number };
+            try {
+              job = m.json<Job & { notBefore?: number }>();
+            } catch {
+              log.error({ seq: m.seq, priority }, 'malformed job; terminated');
+              m.term('malformed');
+              continue;
+            }
+            const wait = (job.notBefore ?? 0) - Date.now();
+            if (wait > 0) {
+              m.nak(wait);
+              continue;
+            }
+            buffers[priority].push({ m, job: { id: job.id, kind: job.kind, payload: job.payload } });
+            while (buffers[priority].length >= BUFFER_MAX && !closing) await new Promise<void>((r) => (space[priority] = r));
+          }
+        } catch (err) {
+          if (!closing) log.error({ err, priority }, 'job feeder stopped; restarting in 1 s');
+        }
+        if (!closing) await new Promise((r) => setTimeout(r, 1000));
+      }
+    })();
+  }
+  space = { high: undefined, medium: undefined, low: undefined };
+
+  return { bus, jobs };
 }

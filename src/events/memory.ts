@@ -10,9 +10,10 @@
  * Events published to a topic with no subscriber in this process are kept in nobody's queue:
  * with the in-process bus, run the consuming roles in the publishing process (the default).
  */
+import type { EventMetrics } from '../observability/metrics.js';
+import { decideFailure } from './handling.js';
 import {
   PRIORITIES,
-  PoisonEvent,
   type Bus,
   type BusEvent,
   type DeadLetter,
@@ -33,6 +34,7 @@ export interface MemoryBusOptions {
   redeliveryBaseMs?: number;
   /** dead letters kept (oldest dropped first) */
   deadLettersMax?: number;
+  metrics?: EventMetrics;
 }
 
 interface Sub {
@@ -48,14 +50,19 @@ interface Sub {
 /** de-duplication by id inside a time window (insertion-ordered map, oldest expire first) */
 export class DedupWindow {
   private readonly seen = new Map<string, number>();
-  constructor(private readonly windowMs: number) {}
+  /** maxIds: the window also ends after this many newer ids (bounds memory under a flood) */
+  constructor(private readonly windowMs: number, private readonly maxIds = 1_000_000) {}
+  has(id: string, now = Date.now()): boolean {
+    const exp = this.seen.get(id);
+    return exp !== undefined && exp > now;
+  }
   /** true the first time an id is seen inside the window */
   add(id: string, now = Date.now()): boolean {
     for (const [k, exp] of this.seen) {
-      if (exp > now) break;
+      if (exp > now && this.seen.size < this.maxIds) break;
       this.seen.delete(k);
     }
-    if (this.seen.has(id)) return false;
+    if (this.has(id, now)) return false;
     this.seen.set(id, now + this.windowMs);
     return true;
   }
@@ -81,11 +88,16 @@ export function createMemoryBus(opts: MemoryBusOptions): Bus {
     for (let attempt = 1; ; attempt++) {
       try {
         await sub.handler(event, { attempt, group: sub.group });
+        opts.metrics?.consumed(sub.group, sub.topic, 'ok');
         return;
       } catch (err) {
-        if (err instanceof PoisonEvent) return deadLetter(sub, event, `poison: ${err.message}`);
-        if (attempt >= sub.maxDeliver) return deadLetter(sub, event, `max deliveries (${sub.maxDeliver}) reached: ${(err as Error).message ?? String(err)}`);
-        await sleep(Math.min(1000, base * 2 ** (attempt - 1)));
+        const d = decideFailure(err, attempt, sub.maxDeliver, base);
+        if (d.deadLetter) {
+          opts.metrics?.consumed(sub.group, sub.topic, 'dead_letter');
+          return deadLetter(sub, event, d.reason);
+        }
+        opts.metrics?.consumed(sub.group, sub.topic, 'retry');
+        await sleep(Math.min(1000, d.delayMs));
       }
     }
   };
@@ -172,8 +184,12 @@ export function createMemoryJobQueue(opts: { dedupWindowMs: number; maxDepth?: n
     kind: 'memory',
     async start() {},
     async enqueue(priority, jobs, o = {}) {
-      const fresh = jobs.filter((j) => dedup.add(j.id));
+      const now = Date.now();
+      const inBatch = new Set<string>();
+      const fresh = jobs.filter((j) => !dedup.has(j.id, now) && !inBatch.has(j.id) && inBatch.add(j.id));
+      // refused whole, before any id is remembered: the caller may enqueue the same jobs again
       if (total() + fresh.length > maxDepth) throw new Error(`job queue full (${maxDepth} jobs)`);
+      for (const j of fresh) dedup.add(j.id, now);
       const dueAt = Date.now() + (o.delayMs ?? 0);
       for (const job of fresh) queues[priority].push({ job, attempt: 0, dueAt, leased: false });
     },

@@ -9,7 +9,8 @@ import { stringifyJson } from '../shared/json.js';
 
 export async function appendOutbox(sql: Queryable, events: readonly OutboxEvent[]): Promise<void> {
   if (!events.length) return;
+  // payloads travel as text and are cast once: a json[] parameter would be JSON-encoded again
   await sql`insert into outbox (event_id, topic, partition_key, shard, type, payload)
-    select * from unnest(${events.map((e) => e.eventId)}::text[], ${events.map((e) => e.topic)}::text[], ${events.map((e) => e.partitionKey)}::text[],
-      ${events.map((e) => e.shard)}::smallint[], ${events.map((e) => e.type)}::text[], ${events.map((e) => stringifyJson(e.payload))}::json[])`;
+    select e, t, k, s, ty, p::json from unnest(${events.map((e) => e.eventId)}::text[], ${events.map((e) => e.topic)}::text[], ${events.map((e) => e.partitionKey)}::text[],
+      ${events.map((e) => e.shard)}::smallint[], ${events.map((e) => e.type)}::text[], ${events.map((e) => stringifyJson(e.payload))}::text[]) as x(e, t, k, s, ty, p)`;
 }

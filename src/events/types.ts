@@ -136,7 +136,8 @@ export interface JobQueue {
   close(): Promise<void>;
 }
 
-/** A job kind's work. Throwing retries with backoff; the handler owns giving up. */
+/** A job kind's work. It may ack or retry itself; returning acks, throwing retries with backoff
+ *  (the handler owns giving up). */
 export type JobHandler = (job: LeasedJob) => Promise<void>;
 
 /** What a feature contributes to the roles that run consumers and workers. */

@@ -6,8 +6,20 @@ import client from 'prom-client';
 import type { EngineMetrics } from '../ledger/engine.js';
 import type { CacheMetrics } from '../cache/index.js';
 
+/** the event backbone: relay, consumers, work queues and workers */
+export interface EventMetrics {
+  relayPublished(topic: string, n: number): void;
+  /** oldest unsent outbox row's age and the unsent count, per cluster */
+  relayLag(cluster: string, oldestAgeSeconds: number, backlog: number): void;
+  consumed(group: string, topic: string, outcome: 'ok' | 'retry' | 'dead_letter' | 'duplicate'): void;
+  queueDepth(priority: string, depth: number): void;
+  workers(desired: number, actual: number): void;
+  job(kind: string, outcome: 'ok' | 'retry' | 'failed'): void;
+}
+
 export interface Metrics extends EngineMetrics {
   readonly cache: CacheMetrics;
+  readonly events: EventMetrics;
   readonly registry: client.Registry;
   httpRequest(method: string, route: string, status: number, seconds: number): void;
   /** a money movement's outcome; value counted only for completed ones */
@@ -37,8 +49,30 @@ export function createMetrics(): Metrics {
   const l1Bytes = new client.Gauge({ name: 'cache_l1_bytes', help: 'Bytes held by the in-process cache', registers: [registry] });
   const redisSeconds = new client.Histogram({ name: 'cache_redis_duration_seconds', help: 'Redis call latency by operation', labelNames: ['op'], buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1], registers: [registry] });
   const breaker = new client.Gauge({ name: 'cache_redis_breaker_open', help: '1 while the Redis circuit breaker is open or half-open', registers: [registry] });
+  const published = new client.Counter({ name: 'relay_published_total', help: 'Outbox events published to the bus, by topic', labelNames: ['topic'], registers: [registry] });
+  const lagSeconds = new client.Gauge({ name: 'relay_oldest_unsent_age_seconds', help: 'Age of the oldest unsent outbox event (0 when none)', labelNames: ['cluster'], registers: [registry] });
+  const backlog = new client.Gauge({ name: 'relay_backlog_events', help: 'Unsent outbox events', labelNames: ['cluster'], registers: [registry] });
+  const consumedTotal = new client.Counter({ name: 'bus_consumed_total', help: 'Events handled by consumer group, topic and outcome (ok, retry, dead_letter, duplicate)', labelNames: ['group', 'topic', 'outcome'], registers: [registry] });
+  const depth = new client.Gauge({ name: 'work_queue_depth', help: 'Jobs waiting or in flight, by priority', labelNames: ['priority'], registers: [registry] });
+  const workersDesired = new client.Gauge({ name: 'workers_desired', help: 'Workers the scaling rule asks for (+10 per 1,000 queued; down below 100)', registers: [registry] });
+  const workersActual = new client.Gauge({ name: 'workers_actual', help: 'Workers running', registers: [registry] });
+  const jobs = new client.Counter({ name: 'jobs_total', help: 'Jobs run, by kind and outcome', labelNames: ['kind', 'outcome'], registers: [registry] });
   return {
     registry,
+    events: {
+      relayPublished: (topic, n) => published.inc({ topic }, n),
+      relayLag: (cluster, age, n) => {
+        lagSeconds.set({ cluster }, age);
+        backlog.set({ cluster }, n);
+      },
+      consumed: (group, topic, outcome) => consumedTotal.inc({ group, topic, outcome }),
+      queueDepth: (priority, n) => depth.set({ priority }, n),
+      workers: (desired, actual) => {
+        workersDesired.set(desired);
+        workersActual.set(actual);
+      },
+      job: (kind, outcome) => jobs.inc({ kind, outcome }),
+    },
     cache: {
       lookup: (layer, kind, hit) => cacheLookups.inc({ layer, kind, result: hit ? 'hit' : 'miss' }),
       eviction: (layer, reason) => cacheEvictions.inc({ layer, reason }),

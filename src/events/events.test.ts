@@ -1,0 +1,194 @@
+/**
+ * The event backbone's behaviour, the same tests on both buses: the in-process one of the
+ * embedded default and NATS JetStream (the machine's server, a namespace per run).
+ */
+import { afterAll, beforeAll, describe, expect, test } from 'vitest';
+import { createTestPlatform, type TestPlatform } from '../test-support/platform.js';
+import { assertNatsAnswers, dropNamespace, natsEnv, natsNamespace } from '../test-support/nats.js';
+import { appendOutbox } from './outbox.js';
+import { createRelay } from './relay.js';
+import { once } from './inbox.js';
+import { createWorkerPool, desiredWorkers } from './workers.js';
+import { PoisonEvent, type BusEvent, type Handler, type JobHandler, type Priority } from './types.js';
+import { newId, newShard } from '../shared/ids.js';
+import type { OutboxEvent } from '../ledger/types.js';
+
+async function until(check: () => Promise<boolean> | boolean, timeoutMs = 15_000, what = 'condition'): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+let counter = 0;
+function busEvent(key: string, type = 'transfer.completed', payload: Record<string, unknown> = {}): BusEvent {
+  const shard = newShard();
+  return { id: newId('evt', shard) + `_${counter++}`, topic: 'transaction-events', key, type, shard, at: new Date().toISOString(), payload };
+}
+
+describe.each(['memory', 'jetstream'] as const)('event backbone on the %s bus', (kind) => {
+  let t: TestPlatform;
+  let ns = '';
+  beforeAll(async () => {
+    let env: Record<string, string> = {};
+    if (kind === 'jetstream') {
+      await assertNatsAnswers();
+      ns = natsNamespace();
+      env = natsEnv(ns);
+    }
+    t = await createTestPlatform({ ...env, BUS_MAX_DELIVER: '3', RELAY_BATCH_SIZE: '100' });
+    await t.platform.db.clusters[0]!.sql`create table test_effects (grp text not null, event_id text not null, at timestamptz default clock_timestamp())`;
+  });
+  afterAll(async () => {
+    await t?.close();
+    if (ns) await dropNamespace(ns);
+  });
+
+  test('the relay publishes every outbox row once, in order per user, and marks it sent', async () => {
+    const seen: BusEvent[] = [];
+    const sub = t.platform.bus.subscribe('order', 'transaction-events', async (e) => void seen.push(e));
+    const users = Array.from({ length: 30 }, () => newId('usr', newShard()));
+    const rows: OutboxEvent[] = [];
+    for (let i = 0; i < 10; i++) {
+      for (const u of users) rows.push({ eventId: newId('evt', newShard()) + `_${counter++}`, topic: 'transaction-events', partitionKey: u, shard: Number(u.slice(4, 7)), type: 'transfer.completed', payload: { seq: i, amount: 100 + i } });
+    }
+    const sql = t.platform.db.clusters[0]!.sql;
+    await appendOutbox(sql, rows);
+    const relay = createRelay(t.platform);
+    while ((await relay.runOnce()) > 0);
+    await until(() => seen.length >= rows.length, 15_000, 'all events consumed');
+    await sub.stop();
+
+    expect(seen).toHaveLength(rows.length);
+    expect(new Set(seen.map((e) => e.id)).size).toBe(rows.length);
+    for (const u of users) expect(seen.filter((e) => e.key === u).map((e) => e.payload.seq)).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    const [{ unsent }] = await sql<{ unsent: bigint }[]>`select count(*) as unsent from outbox where sent_at is null`;
+    expect(unsent).toBe(0n);
+  });
+
+  test('duplicate publishes of one event produce one effect', async () => {
+    const sql = t.platform.db.clusters[0]!.sql;
+    let calls = 0;
+    // a new group starts at the beginning of the retained stream: count only this test's events
+    const sub = t.platform.bus.subscribe('dup', 'transaction-events', async (e) => {
+      if (!e.key.startsWith('usr_dup_')) return;
+      calls++;
+      await once(sql, 'dup', e.id, (tx) => tx`insert into test_effects (grp, event_id) values ('dup', ${e.id})`.then(() => undefined));
+    });
+    const events = Array.from({ length: 20 }, (_, i) => busEvent(`usr_dup_${i % 4}`));
+    await t.platform.bus.publish(events);
+    await t.platform.bus.publish(events);
+    await t.platform.bus.publish([...events].reverse());
+    await until(async () => (await sql`select 1 from test_effects where grp = 'dup'`).length >= 20, 15_000, 'effects');
+    await new Promise((r) => setTimeout(r, 300)); // a late duplicate would show here
+    // past the bus's de-duplication window: the consumer's inbox still keeps the effect single
+    await Promise.all(events.slice(0, 5).map((e) => once(sql, 'dup', e.id, (tx) => tx`insert into test_effects (grp, event_id) values ('dup', ${e.id})`.then(() => undefined))));
+    await sub.stop();
+    const rows = await sql<{ event_id: string }[]>`select event_id from test_effects where grp = 'dup'`;
+    expect(rows).toHaveLength(20);
+    expect(new Set(rows.map((r) => r.event_id)).size).toBe(20);
+    expect(calls).toBe(20);
+  });
+
+  test('an event that keeps failing is retried, then dead-lettered with the reason, and the same user’s next event still arrives', async () => {
+    const attempts = new Map<string, number>();
+    const handled: string[] = [];
+    const handler: Handler = async (e) => {
+      attempts.set(e.id, (attempts.get(e.id) ?? 0) + 1);
+      if (e.payload.fail) throw new Error('downstream refused');
+      handled.push(e.id);
+    };
+    const sub = t.platform.bus.subscribe('flaky', 'transaction-events', handler);
+    const bad = busEvent('usr_flaky', 'transfer.completed', { fail: true });
+    const good = busEvent('usr_flaky');
+    await t.platform.bus.publish([bad, good]);
+    await until(async () => (await t.platform.bus.deadLetters(50)).some((d) => d.group === 'flaky'), 20_000, 'dead letter');
+    await until(() => handled.includes(good.id), 10_000, 'next event');
+    await sub.stop();
+    const dead = (await t.platform.bus.deadLetters(50)).filter((d) => d.group === 'flaky');
+    expect(dead).toHaveLength(1);
+    expect((dead[0]!.event as BusEvent).id).toBe(bad.id);
+    expect(dead[0]!.reason).toMatch(/max deliveries \(3\).*downstream refused/);
+    expect(attempts.get(bad.id)).toBe(3);
+  });
+
+  test('a poison event (unknown type) goes to the dead letters at once', async () => {
+    const attempts = new Map<string, number>();
+    const sub = t.platform.bus.subscribe('strict', 'transaction-events', async (e) => {
+      attempts.set(e.id, (attempts.get(e.id) ?? 0) + 1);
+      if (e.type !== 'transfer.completed') throw new PoisonEvent(`unknown event type ${e.type}`);
+    });
+    const poison = busEvent('usr_poison', 'transfer.exploded');
+    await t.platform.bus.publish([poison]);
+    await until(async () => (await t.platform.bus.deadLetters(50)).some((d) => d.group === 'strict'), 10_000, 'dead letter');
+    await sub.stop();
+    const [dead] = (await t.platform.bus.deadLetters(50)).filter((d) => d.group === 'strict');
+    expect(dead!.reason).toBe('poison: unknown event type transfer.exploded');
+    expect(attempts.get(poison.id)).toBe(1);
+  });
+
+  test('with all three queues full, high drains first and low still progresses', async () => {
+    const order: Priority[] = [];
+    const handlers: Record<string, JobHandler> = {
+      work: async (j) => {
+        order.push(j.priority);
+        await j.ack();
+      },
+    };
+    const per = 150;
+    for (const p of ['low', 'medium', 'high'] as const) {
+      await t.platform.jobs.enqueue(p, Array.from({ length: per }, (_, i) => ({ id: `prio-${p}-${i}-${counter++}`, kind: 'work', payload: { i } })));
+    }
+    // jobs are all queued before a worker starts
+    const pool = createWorkerPool(t.platform.jobs, handlers, { log: t.platform.log }, 2);
+    await until(() => order.length >= 3 * per, 30_000, 'all jobs');
+    await pool.stop();
+    const firstHalf = order.slice(0, Math.floor(per * 1.5));
+    const count = (xs: Priority[], p: Priority) => xs.filter((x) => x === p).length;
+    expect(count(firstHalf, 'high')).toBeGreaterThan(count(firstHalf, 'medium'));
+    expect(count(firstHalf, 'medium')).toBeGreaterThan(count(firstHalf, 'low'));
+    expect(count(firstHalf, 'low')).toBeGreaterThan(0);
+    expect(order.lastIndexOf('high')).toBeLessThan(order.lastIndexOf('low'));
+    expect(await t.platform.jobs.depth()).toEqual({ high: 0, medium: 0, low: 0 });
+  });
+
+  test('a delayed job is not run before its delay, and a retried job comes back', async () => {
+    const runs: { id: string; at: number; attempt: number }[] = [];
+    const handlers: Record<string, JobHandler> = {
+      later: async (j) => {
+        runs.push({ id: j.job.id, at: Date.now(), attempt: j.attempt });
+        if (runs.filter((r) => r.id === j.job.id).length === 1 && j.job.payload.retry) await j.retry(300);
+        else await j.ack();
+      },
+    };
+    const start = Date.now();
+    await t.platform.jobs.enqueue('medium', [{ id: `delayed-${counter++}`, kind: 'later', payload: {} }], { delayMs: 1200 });
+    await t.platform.jobs.enqueue('high', [{ id: `retried-${counter++}`, kind: 'later', payload: { retry: true } }]);
+    const pool = createWorkerPool(t.platform.jobs, handlers, { log: t.platform.log }, 1);
+    await until(() => runs.length >= 3, 20_000, 'three runs');
+    await pool.stop();
+    const delayed = runs.find((r) => r.id.startsWith('delayed-'))!;
+    expect(delayed.at - start).toBeGreaterThanOrEqual(1150);
+    const retried = runs.filter((r) => r.id.startsWith('retried-'));
+    expect(retried).toHaveLength(2);
+    expect(retried[1]!.at - retried[0]!.at).toBeGreaterThanOrEqual(250);
+  });
+});
+
+describe('the workers scaling rule', () => {
+  const rule = { min: 2, max: 200, perThousand: 10, scaleDownBelow: 100 };
+  test('adds 10 workers per 1,000 queued jobs', () => {
+    expect(desiredWorkers(0, 2, rule)).toBe(2);
+    expect(desiredWorkers(999, 2, rule)).toBe(2);
+    expect(desiredWorkers(1000, 2, rule)).toBe(12);
+    expect(desiredWorkers(5500, 12, rule)).toBe(52);
+  });
+  test('never exceeds the maximum', () => {
+    expect(desiredWorkers(1_000_000, 2, rule)).toBe(200);
+  });
+  test('scales down only when fewer than 100 jobs are queued', () => {
+    expect(desiredWorkers(500, 52, rule)).toBe(52);
+    expect(desiredWorkers(99, 52, rule)).toBe(2);
+  });
+});
