@@ -29,8 +29,8 @@ export function parseKeyRing(spec: string, activeId?: string): KeyRing {
   return { activeId: active, keys };
 }
 
-/** iv (12) | tag (16) | ciphertext */
-function seal(key: Buffer, plain: Buffer, aad: string): Buffer {
+/** AES-256-GCM; the result is iv (12) | tag (16) | ciphertext. Also seals webhook signing secrets. */
+export function seal(key: Buffer, plain: Buffer, aad: string): Buffer {
   const iv = randomBytes(12);
   const c = createCipheriv('aes-256-gcm', key, iv);
   c.setAAD(Buffer.from(aad));
@@ -38,7 +38,7 @@ function seal(key: Buffer, plain: Buffer, aad: string): Buffer {
   return Buffer.concat([iv, c.getAuthTag(), body]);
 }
 
-function open(key: Buffer, sealed: Buffer, aad: string): Buffer {
+export function open(key: Buffer, sealed: Buffer, aad: string): Buffer {
   const d = createDecipheriv('aes-256-gcm', key, sealed.subarray(0, 12));
   d.setAAD(Buffer.from(aad));
   d.setAuthTag(sealed.subarray(12, 28));
