@@ -1,7 +1,8 @@
 /**
  * POST /v1/auth/token. Unknown email and wrong password get the same answer after the same
  * work. Failed logins are limited per account and per client address (failures only), in the
- * database so every api process shares the counts.
+ * database so every api process shares the counts. Every sign-in and failed sign-in is a
+ * security event for the audit log (src/audit/security.ts).
  */
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
@@ -11,6 +12,8 @@ import { ProblemError } from '../http/problem.js';
 import { createUserService, normalizeEmail } from '../users/service.js';
 import { dummyHash, verifyPassword } from './passwords.js';
 import { hashShard } from '../shared/ids.js';
+import type { Sql } from '../db/index.js';
+import { failedLoginEvent, recordSecurityEvent, type SecurityEvent } from '../audit/security.js';
 
 const Credentials = Type.Object({ email: Type.String({ minLength: 1, maxLength: 254 }), password: Type.String({ minLength: 1, maxLength: 256 }) }, { additionalProperties: false });
 const TokenSchema = Type.Object({ accessToken: Type.String(), tokenType: Type.Literal('Bearer'), expiresIn: Type.Integer({ description: 'seconds' }) });
@@ -33,6 +36,25 @@ export function authRoutes(p: Platform): FastifyPluginAsyncTypebox {
     return Math.max(1, Math.ceil((oldest + windowS * 1000 - Date.now()) / 1000));
   }
 
+  /**
+   * The failure counts and the security event, one transaction per cluster they fall on: where
+   * the event shares a cluster with a count (always, for an unknown email), both commit or neither.
+   */
+  async function recordFailure(buckets: string[], event: SecurityEvent): Promise<void> {
+    const writes = new Map<Sql, { buckets: string[]; event?: SecurityEvent }>();
+    const on = (sql: Sql) => writes.get(sql) ?? writes.set(sql, { buckets: [] }).get(sql)!;
+    for (const b of buckets) on(sqlFor(b)).buckets.push(b);
+    on(p.db.forShard(event.shard).sql).event = event;
+    await Promise.all(
+      [...writes].map(([sql, w]) =>
+        sql.begin(async (tx) => {
+          if (w.buckets.length) await tx`insert into login_failures (bucket) select unnest(${w.buckets}::text[])`;
+          if (w.event) await recordSecurityEvent(tx, w.event);
+        }),
+      ),
+    );
+  }
+
   return async (app) => {
     app.post('/auth/token', { schema: { tags: ['auth'], summary: 'Exchange email and password for an access token', body: Credentials, response: { 200: TokenSchema, ...problems(400, 401, 429) } } }, async (req, reply) => {
       const buckets = [`acct:${normalizeEmail(req.body.email)}`, `ip:${req.ip}`];
@@ -47,9 +69,10 @@ export function authRoutes(p: Platform): FastifyPluginAsyncTypebox {
       const user = await users.findForLogin(req.body.email);
       const ok = await verifyPassword(req.body.password, user?.passwordHash ?? dummyHash(p.config.passwordHashLog2Cost));
       if (!user || !ok) {
-        await Promise.all(buckets.map((b) => sqlFor(b)`insert into login_failures (bucket) values (${b})`));
+        await recordFailure(buckets, failedLoginEvent({ user, email: req.body.email, ip: req.ip, secret: p.config.jwtSecret, shard: hashShard(buckets[0]!) }));
         throw new ProblemError('unauthorized', 'The email or password is not correct.');
       }
+      await recordSecurityEvent(p.db.forShard(user.shard).sql, { type: 'security.login', userId: user.id, shard: user.shard, ip: req.ip });
       return reply.send({ ...p.tokens.issue(user.id), tokenType: 'Bearer' as const });
     });
   };

@@ -11,6 +11,8 @@ import { buildApp } from '../app.js';
 import { createLogger } from '../observability/logger.js';
 import { TEST_CARDS } from '../network/index.js';
 import { addCard, createTestDatabase, fund, moneyPost, signUp } from '../test-support/platform.js';
+import { appendAudit } from '../audit/chain.js';
+import { newId } from '../shared/ids.js';
 
 const TEST_ENV = { NODE_ENV: 'test', LOG_LEVEL: 'silent', LEDGER_BATCH_WINDOW_MS: '1', NETWORK_TIMEOUT_MS: '300', DB_POOL_MAX: '5', PASSWORD_HASH_LOG2_COST: '10' } as const;
 const databases: { drop(): Promise<void> }[] = [];
@@ -159,5 +161,37 @@ describe('wallet vault rotate-kek', () => {
     const again = await wallet(['vault', 'rotate-kek'], { DATABASE_URL: url, ...onlyB });
     expect(again.code).toBe(0);
     expect(again.stdout).toBe('every data key is already under KEK B; nothing to re-wrap\n');
+    // each rotation is a security event for the audit log
+    const events = await withPlatform(url, onlyB, async (p) => p.db.clusters[0]!.sql`select topic, partition_key, type from outbox where type = 'security.kek_rotated'`);
+    expect(events).toEqual([0, 1].map(() => ({ topic: 'audit-logs', partition_key: 'system:vault', type: 'security.kek_rotated' })));
+  });
+});
+
+describe('wallet audit verify', () => {
+  it('exits 0 on an untouched chain, printing its head, and 2 once a record is deleted, naming the gap', async () => {
+    const url = await database();
+    await withPlatform(url, {}, async (p) => {
+      const at = new Date().toISOString();
+      await appendAudit(p.db.clusters[0]!.sql, [1, 2, 3].map((i) => ({ id: newId('evt', 7), topic: 'audit-logs' as const, key: 'system:test', type: 'security.login', shard: 7, at, payload: { i } })));
+    });
+    const clean = await wallet(['audit', 'verify'], { DATABASE_URL: url });
+    expect(clean.stderr).toBe('');
+    expect(clean.code).toBe(0);
+    expect(clean.stdout).toMatch(/cluster main: 3 records checked/);
+    expect(clean.stdout).toMatch(/head main:3:[0-9a-f]{64}\n/);
+    expect(clean.stdout).toMatch(/audit: OK/);
+
+    await withPlatform(url, {}, async (p) => {
+      await p.db.clusters[0]!.sql.begin(async (tx) => {
+        await tx`alter table audit_log disable trigger user`;
+        await tx`delete from audit_log where seq = 2`;
+        await tx`alter table audit_log enable trigger user`;
+      });
+    });
+    const anchor = /head (main:3:[0-9a-f]{64})/.exec(clean.stdout)![1]!;
+    const dirty = await wallet(['audit', 'verify', '--anchor', anchor], { DATABASE_URL: url });
+    expect(dirty.code).toBe(2);
+    expect(dirty.stdout).toMatch(/sequence_gap at seq 3: records 2..2 are missing/);
+    expect(dirty.stdout).toMatch(/audit: VIOLATIONS on main/);
   });
 });

@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { ConfigError, loadConfig, ROLES, type Role } from '../config/index.js';
 import { startServer } from '../server.js';
 import { registerOpsCommands } from './ops.js';
+import { registerMailCommand } from '../notify/mail-cli.js';
 
 const program = new Command('wallet').description('The wallet platform: API, ledger and operations').showHelpAfterError();
 
@@ -36,6 +37,7 @@ program
   });
 
 registerOpsCommands(program);
+registerMailCommand(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof ConfigError) process.stderr.write(`configuration error: ${err.message}\n`);

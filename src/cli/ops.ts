@@ -1,4 +1,4 @@
-/** Operator commands: migrate, reconcile, seed, vault rotate-kek. */
+/** Operator commands: migrate, reconcile, seed, vault rotate-kek, audit verify. */
 import { InvalidArgumentError, type Command } from 'commander';
 import cliProgress from 'cli-progress';
 import { loadConfig } from '../config/index.js';
@@ -9,6 +9,8 @@ import { createLogger } from '../observability/logger.js';
 import { formatReport, reconcile } from '../ledger/reconcile.js';
 import { CURRENCIES } from '../shared/currencies.js';
 import { seedUsers, SEED_MAX_USERS } from './seed.js';
+import { registerAuditCommands } from '../audit/cli.js';
+import { recordKekRotation } from '../audit/security.js';
 
 /** `wallet reconcile` exits with this when it finds a violation (1 stays "the command failed"). */
 export const EXIT_VIOLATIONS = 2;
@@ -117,6 +119,7 @@ export function registerOpsCommands(program: Command): void {
             bar.update(done);
           });
           if (started) bar.stop();
+          await recordKekRotation(p.db, { activeKek, rewrapped });
           process.stdout.write(rewrapped === 0 ? `every data key is already under KEK ${activeKek}; nothing to re-wrap\n` : `re-wrapped ${plural(rewrapped, 'data key')} under KEK ${activeKek}\n`);
         } catch (err) {
           if (started) bar.stop();
@@ -124,4 +127,6 @@ export function registerOpsCommands(program: Command): void {
         }
       });
     });
+
+  registerAuditCommands(program, { withPlatform, exitViolations: EXIT_VIOLATIONS });
 }
