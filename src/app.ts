@@ -27,6 +27,8 @@ import { receiptRoutes } from './receipts/routes.js';
 import { paymentMethodRoutes } from './payment-methods/routes.js';
 import { topupRoutes } from './topups/routes.js';
 import { paymentRoutes } from './payments/routes.js';
+import { notificationRoutes } from './notify/routes.js';
+import { webhookRoutes } from './webhooks/routes.js';
 import { operationsRoutes } from './observability/routes.js';
 import { docsHttpCaching } from './http/l3.js';
 import type { Principal } from './auth/tokens.js';
@@ -119,6 +121,8 @@ export async function buildApp(platform: Platform): Promise<FastifyInstance> {
   await app.register(historyRoutes(platform), { prefix: '/v1' });
   await app.register(receiptRoutes(platform), { prefix: '/v1' });
   await app.register(paymentRoutes(platform), { prefix: '/v1' });
+  await app.register(notificationRoutes(platform), { prefix: '/v1' });
+  await app.register(webhookRoutes(platform), { prefix: '/v1' });
   await app.ready();
   return app as unknown as FastifyInstance;
 }

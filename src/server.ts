@@ -1,7 +1,7 @@
 /**
- * Starts the roles this process runs. `api` listens; `maintenance` runs housekeeping. The other
- * roles of DESIGN.md (relay, fraud, notify, workers, gateway) arrive with their issues; naming
- * one here today only logs that it has nothing to run yet.
+ * Starts the roles this process runs. `api` listens; `maintenance` runs housekeeping; `relay`,
+ * `notify` and `workers` run the event backbone (events/roles.ts). `fraud` and `gateway` arrive
+ * with their issues; naming one today only logs that it has nothing to run yet.
  */
 import type { FastifyInstance } from 'fastify';
 import { listenHost, publicBaseUrl, type Config, type Role } from './config/index.js';
@@ -13,6 +13,7 @@ import { coreTasks, startMaintenance } from './maintenance/index.js';
 import { paymentTasks } from './payments/expiry.js';
 import { createLogger } from './observability/logger.js';
 import { createWarmer, settleWithin, type Warming } from './cache/warming.js';
+import { eventTasks, startEventRoles, type EventRoles } from './events/roles.js';
 
 export interface RunningServer {
   platform: Platform;
@@ -26,6 +27,7 @@ export async function startServer(config: Config, roles: readonly Role[] = confi
   const database = await resolveDatabase(config, (m) => log.info(m));
   let platform: Platform | undefined;
   let warming: Warming | undefined;
+  let events: EventRoles | undefined;
   try {
     platform = createPlatform(config, { databaseUrl: database.url, log });
     await platform.ready();
@@ -33,10 +35,11 @@ export async function startServer(config: Config, roles: readonly Role[] = confi
       const applied = await migrate(c.sql, { partitionsAheadMonths: config.partitionsAheadMonths });
       if (applied.length) log.info({ cluster: c.name, applied }, 'migrations applied');
     }
-    const unsupported = roles.filter((r) => r !== 'api' && r !== 'maintenance');
+    const unsupported = roles.filter((r) => r === 'fraud' || r === 'gateway');
     if (unsupported.length) log.info({ roles: unsupported }, 'these roles have no work in this version yet');
 
-    const maintenance = roles.includes('maintenance') ? startMaintenance(platform, [...coreTasks(platform), ...paymentTasks(platform)]) : undefined;
+    events = startEventRoles(platform, roles);
+    const maintenance = roles.includes('maintenance') ? startMaintenance(platform, [...coreTasks(platform), ...paymentTasks(platform), ...eventTasks(platform)]) : undefined;
     let app: FastifyInstance | undefined;
     let url: string | undefined;
     if (roles.includes('api')) {
@@ -52,12 +55,14 @@ export async function startServer(config: Config, roles: readonly Role[] = confi
       url = publicBaseUrl(config, port);
     }
     const p = platform;
+    const ev = events;
     return {
       platform: p,
       app,
       url,
       async stop() {
         await app?.close(); // stop accepting, finish requests in flight
+        await ev.stop(); // the relay stops between batches, consumers finish what they hold
         await warming?.stop();
         await maintenance?.stop();
         await p.close(); // drains the ledger queue, closes pools
@@ -65,6 +70,7 @@ export async function startServer(config: Config, roles: readonly Role[] = confi
       },
     };
   } catch (err) {
+    await events?.stop().catch(() => undefined);
     await warming?.stop();
     await platform?.close().catch(() => undefined);
     await database.stop();
