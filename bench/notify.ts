@@ -2,7 +2,7 @@
  * Event backbone benchmark, on NATS JetStream (NATS_URL, default nats://127.0.0.1:4222; exit 3
  * when it does not answer), in a namespace of its own that is deleted afterwards.
  *
- *   npm run bench:notify -- [--notifications 300000] [--batch 1000] [--in-flight 8]
+ *   npm run bench:notify -- [--notifications 600000] [--batch 2000] [--in-flight 8]
  *                           [--relay-rate 10000] [--relay-seconds 20]
  *
  * 1. Notifications: --notifications 'notification.created' events (push channel, 10,000 users)
@@ -19,6 +19,8 @@
  * Database: a fresh `wallet_bench_notify` database (DATABASE_URL's server, or the bench's
  * embedded PostgreSQL). Results: bench/results/notify-<time>.json.
  */
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { parseArgs } from 'node:util';
@@ -40,11 +42,14 @@ import { freshDatabase, log, percentile } from './support.js';
 
 const { values: args } = parseArgs({
   options: {
-    notifications: { type: 'string', default: '300000' },
-    batch: { type: 'string', default: '1000' },
+    notifications: { type: 'string', default: '600000' },
+    batch: { type: 'string', default: '2000' },
     'in-flight': { type: 'string', default: '8' },
     'relay-rate': { type: 'string', default: '10000' },
     'relay-seconds': { type: 'string', default: '20' },
+    only: { type: 'string' }, // notifications | relay
+    producer: { type: 'boolean', default: false }, // internal: the producer child process
+    sequential: { type: 'boolean', default: false }, // produce everything first, then consume (each side's own ceiling)
   },
 });
 const N = Number(args.notifications);
@@ -67,48 +72,79 @@ async function answers(check: () => Promise<unknown>): Promise<boolean> {
   }
 }
 
-async function notificationsPhase(p: Platform) {
-  const push = createDevPushSink({ ringSize: 16 });
-  const notifications = createNotifications(p, { push });
-  const spec = notifications.consumers.find((c) => c.group === DELIVER_GROUP)!;
-  const sub = p.bus.subscribe(spec.group, spec.topic, spec.handler, { concurrency: 512, batch: 2048 });
-  const users = Array.from({ length: 10_000 }, () => newId('usr', newShard()));
-  const at = new Date().toISOString();
-  const make = (i: number): BusEvent => {
-    const userId = users[i % users.length]!;
-    const eventId = `evt_b${process.pid}_${i}`;
-    const n: Notification = { notificationId: `${eventId}:${userId}`, userId, eventId, eventType: 'transfer.completed', role: 'recipient', channels: ['push'], subject: 'You received $12.34', text: 'You received $12.34 from Ada.', at };
-    return notificationEvent(n);
-  };
+const users = Array.from({ length: 10_000 }, () => newId('usr', newShard()));
+function notification(i: number, at: string): BusEvent {
+  const userId = users[i % users.length]!;
+  const eventId = `evt_b${process.pid}_${i}`;
+  const n: Notification = { notificationId: `${eventId}:${userId}`, userId, eventId, eventType: 'transfer.completed', role: 'recipient', channels: ['push'], subject: 'You received $12.34', text: 'You received $12.34 from Ada.', at };
+  return notificationEvent(n);
+}
 
-  log(`notifications: publishing ${N.toLocaleString()} in batches of ${BATCH} (${IN_FLIGHT} in flight) while '${DELIVER_GROUP}' consumes`);
-  const start = performance.now();
+/** the producer child: publishes N notification events, prints its start time and figures */
+async function producer(p: Platform) {
+  const at = new Date().toISOString();
+  const start = Date.now();
+  process.stdout.write(`start ${start}\n`);
   let next = 0;
-  let produced = 0;
-  const producer = async () => {
+  const one = async () => {
     while (next < N) {
       const from = next;
       next = Math.min(N, next + BATCH);
       const events: BusEvent[] = [];
-      for (let i = from; i < next; i++) events.push(make(i));
+      for (let i = from; i < next; i++) events.push(notification(i, at));
       await p.bus.publish(events);
-      produced += events.length;
     }
   };
-  const progress = setInterval(() => log(`  ${((performance.now() - start) / 1000).toFixed(1)} s: produced ${produced.toLocaleString()}, delivered ${push.count.toLocaleString()}`), 2000);
-  await Promise.all(Array.from({ length: IN_FLIGHT }, producer));
-  const producedSeconds = (performance.now() - start) / 1000;
-  while (push.count < N && performance.now() - start < 600_000) await sleep(5);
-  const deliveredSeconds = (performance.now() - start) / 1000;
+  await Promise.all(Array.from({ length: IN_FLIGHT }, one));
+  process.stdout.write(`done ${Date.now()}\n`);
+}
+
+/**
+ * The consumer here, the producer in a child process: in production they are different roles
+ * (the fan-out publishes, notify-deliver consumes), and one Node thread cannot do both at this
+ * rate.
+ */
+async function notificationsPhase(p: Platform) {
+  const push = createDevPushSink({ ringSize: 16 });
+  const notifications = createNotifications(p, { push });
+  const spec = notifications.consumers.find((c) => c.group === DELIVER_GROUP)!;
+  const subscribe = () => p.bus.subscribe(spec.group, spec.topic, spec.handler, { concurrency: 256, batch: 512 });
+  let sub = args.sequential ? undefined : subscribe();
+  log(`notifications: a producer process publishes ${N.toLocaleString()} in batches of ${BATCH} (${IN_FLIGHT} in flight) while '${DELIVER_GROUP}' consumes here`);
+  const child = spawn(process.execPath, ['--max-semi-space-size=64', '--import', 'tsx', fileURLToPath(import.meta.url), '--producer', '--notifications', String(N), '--batch', String(BATCH), '--in-flight', String(IN_FLIGHT)], {
+    env: { ...process.env, BUS_NAMESPACE: namespace, NATS_URL },
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  let started = 0;
+  let produced = 0;
+  child.stdout.on('data', (d: Buffer) => {
+    for (const line of d.toString().split('\n')) {
+      if (line.startsWith('start ')) started = Number(line.slice(6));
+      if (line.startsWith('done ')) produced = Number(line.slice(5));
+    }
+  });
+  const exited = new Promise<number>((r) => child.on('exit', (code) => r(code ?? 1)));
+  let consumeStart = 0;
+  if (args.sequential) {
+    await exited;
+    consumeStart = Date.now();
+    sub = subscribe();
+  }
+  const progress = setInterval(() => started && log(`  ${((Date.now() - started) / 1000).toFixed(1)} s: delivered ${push.count.toLocaleString()}`), 2000);
+  const deadline = Date.now() + 600_000;
+  while (push.count < N && Date.now() < deadline) await sleep(5);
+  const delivered = Date.now();
   clearInterval(progress);
-  await sub.stop();
+  if ((await exited) !== 0) throw new Error('the producer process failed');
+  await sub!.stop();
   await notifications.close();
+  if (args.sequential) log(`  consumed alone: ${Math.round(push.count / ((delivered - consumeStart) / 1000)).toLocaleString()}/s`);
   return {
     notifications: N,
     delivered: push.count,
-    producedPerSecond: Math.round(N / producedSeconds),
-    deliveredPerSecond: Math.round(push.count / deliveredSeconds),
-    seconds: +deliveredSeconds.toFixed(2),
+    producedPerSecond: Math.round(N / ((produced - started) / 1000)),
+    deliveredPerSecond: Math.round(push.count / ((delivered - started) / 1000)),
+    seconds: +((delivered - started) / 1000).toFixed(2),
   };
 }
 
@@ -163,6 +199,13 @@ async function relayPhase(p: Platform) {
 }
 
 async function main() {
+  if (args.producer) {
+    const p = createPlatform(loadConfig({ ...process.env, LOG_LEVEL: 'warn' }), { databaseUrl: 'postgres://unused@127.0.0.1:1/none', log: createLogger('warn') });
+    await p.ready();
+    await producer(p);
+    await p.bus.close();
+    process.exit(0);
+  }
   if (!(await answers(async () => (await connect({ servers: NATS_URL, timeout: 3000 })).close()))) {
     log(`bench:notify needs NATS with JetStream at ${NATS_URL}`);
     process.exit(3);
@@ -178,10 +221,10 @@ async function main() {
   try {
     await p.ready();
     await migrate(p.db.clusters[0]!.sql, { partitionsAheadMonths: 1 });
-    const notify = await notificationsPhase(p);
-    log(`notifications: produced ${notify.producedPerSecond.toLocaleString()}/s, delivered ${notify.deliveredPerSecond.toLocaleString()}/s (${notify.delivered.toLocaleString()} in ${notify.seconds} s)`);
-    const relay = await relayPhase(p);
-    log(`relay: ${relay.publishedPerSecond.toLocaleString()} events/s published, oldest unsent age max ${relay.oldestUnsentAgeMaxSeconds} s (p99 ${relay.oldestUnsentAgeP99Seconds} s)`);
+    const notify = args.only === 'relay' ? undefined : await notificationsPhase(p);
+    if (notify) log(`notifications: produced ${notify.producedPerSecond.toLocaleString()}/s, delivered ${notify.deliveredPerSecond.toLocaleString()}/s (${notify.delivered.toLocaleString()} in ${notify.seconds} s)`);
+    const relay = args.only === 'notifications' ? undefined : await relayPhase(p);
+    if (relay) log(`relay: ${relay.publishedPerSecond.toLocaleString()} events/s published, oldest unsent age max ${relay.oldestUnsentAgeMaxSeconds} s (p99 ${relay.oldestUnsentAgeP99Seconds} s)`);
     const result = {
       at: new Date().toISOString(),
       machine: { cpus: cpus().length, model: cpus()[0]?.model, node: process.version },

@@ -9,7 +9,8 @@ import { appendOutbox } from './outbox.js';
 import { createRelay } from './relay.js';
 import { once } from './inbox.js';
 import { createWorkerPool, desiredWorkers } from './workers.js';
-import { PoisonEvent, type BusEvent, type Handler, type JobHandler, type Priority } from './types.js';
+import { PoisonEvent, partitionOf, type BusEvent, type Handler, type JobHandler, type Priority } from './types.js';
+import { envelopes, jetStreamNames } from './jetstream.js';
 import { newId, newShard } from '../shared/ids.js';
 import type { OutboxEvent } from '../ledger/types.js';
 
@@ -88,7 +89,8 @@ describe.each(['memory', 'jetstream'] as const)('event backbone on the %s bus', 
     const rows = await sql<{ event_id: string }[]>`select event_id from test_effects where grp = 'dup'`;
     expect(rows).toHaveLength(20);
     expect(new Set(rows.map((r) => r.event_id)).size).toBe(20);
-    expect(calls).toBe(20);
+    // the bus drops repeats it recognises; whatever reaches the handler again is absorbed by the inbox
+    expect(calls).toBeGreaterThanOrEqual(20);
   });
 
   test('an event that keeps failing is retried, then dead-lettered with the reason, and the same user’s next event still arrives', async () => {
@@ -190,5 +192,31 @@ describe('the workers scaling rule', () => {
   test('scales down only when fewer than 100 jobs are queued', () => {
     expect(desiredWorkers(500, 52, rule)).toBe(52);
     expect(desiredWorkers(99, 52, rule)).toBe(2);
+  });
+});
+
+describe('JetStream envelopes', () => {
+  const names = jetStreamNames('');
+  const ev = (topic: BusEvent['topic'], key: string, i: number): BusEvent => ({ id: `evt_${i}`, topic, key, type: 'x', shard: 1, at: '2026-01-01T00:00:00.000Z', payload: { i } });
+
+  test('a money event travels alone, with its event id as the message id', () => {
+    const out = envelopes([ev('transaction-events', 'usr_a', 1), ev('transaction-events', 'usr_a', 2)], names, () => 1, 1 << 20);
+    expect(out.map((m) => m.msgId)).toEqual(['evt_1', 'evt_2']);
+    expect(JSON.parse(out[0]!.data)).toMatchObject({ id: 'evt_1' });
+  });
+
+  test('notification events are packed per partition, in publish order, up to the count and byte limits', () => {
+    const events = Array.from({ length: 250 }, (_, i) => ev('notification-events', `usr_${i % 7}`, i));
+    const out = envelopes(events, names, () => 100, 1 << 20);
+    const unpacked = out.flatMap((m) => (JSON.parse(m.data) as BusEvent[]).map((e) => ({ subject: m.subject, e })));
+    expect(unpacked).toHaveLength(250);
+    for (const { subject, e } of unpacked) expect(subject).toBe(`notification-events.${partitionOf('notification-events', e.key)}`);
+    for (let k = 0; k < 7; k++) {
+      const mine = unpacked.filter((x) => x.e.key === `usr_${k}`).map((x) => x.e.payload.i as number);
+      expect(mine).toEqual([...mine].sort((a, b) => a - b));
+    }
+    expect(Math.max(...out.map((m) => (JSON.parse(m.data) as unknown[]).length))).toBeLessThanOrEqual(100);
+    const small = envelopes(events, names, () => 100, 500);
+    expect(Math.max(...small.map((m) => m.data.length))).toBeLessThan(1000);
   });
 });

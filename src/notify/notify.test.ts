@@ -250,6 +250,20 @@ describe('email over SMTP', () => {
     expect(await mailer.deliver(m)).toBe('duplicate');
   });
 
+  it('a released Redis claim can be claimed again, and a claimed one cannot', async () => {
+    const url = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
+    const keys = createRedisOnceKeys({ url, cluster: false, prefix: `test:notify:${randomBytes(6).toString('hex')}:` });
+    try {
+      expect(await keys.claim('push:a', 60_000)).toBe(true);
+      expect(await keys.claim('push:a', 60_000)).toBe(false);
+      await keys.release('push:a');
+      expect(await keys.claim('push:a', 60_000)).toBe(true);
+      expect(await Promise.all([keys.claim('push:b', 60_000), keys.claim('push:b', 60_000)])).toEqual([true, false]);
+    } finally {
+      await keys.close();
+    }
+  });
+
   it('sends a notification once across processes with a Redis key', async () => {
     const url = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
     const prefix = `test:notify:${randomBytes(6).toString('hex')}:`;

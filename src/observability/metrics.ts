@@ -11,7 +11,7 @@ export interface EventMetrics {
   relayPublished(topic: string, n: number): void;
   /** oldest unsent outbox row's age and the unsent count, per cluster */
   relayLag(cluster: string, oldestAgeSeconds: number, backlog: number): void;
-  consumed(group: string, topic: string, outcome: 'ok' | 'retry' | 'dead_letter' | 'duplicate'): void;
+  consumed(group: string, topic: string, outcome: 'ok' | 'retry' | 'dead_letter' | 'duplicate', n?: number): void;
   queueDepth(priority: string, depth: number): void;
   workers(desired: number, actual: number): void;
   job(kind: string, outcome: 'ok' | 'retry' | 'failed'): void;
@@ -65,7 +65,7 @@ export function createMetrics(): Metrics {
         lagSeconds.set({ cluster }, age);
         backlog.set({ cluster }, n);
       },
-      consumed: (group, topic, outcome) => consumedTotal.inc({ group, topic, outcome }),
+      consumed: (group, topic, outcome, n = 1) => consumedTotal.inc({ group, topic, outcome }, n),
       queueDepth: (priority, n) => depth.set({ priority }, n),
       workers: (desired, actual) => {
         workersDesired.set(desired);
