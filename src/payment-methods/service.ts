@@ -4,6 +4,7 @@ import type { CardDetails } from '../network/index.js';
 import { newId } from '../shared/ids.js';
 import { brandOf, isExpired, luhnValid } from './cards.js';
 import { cacheKey } from '../cache/index.js';
+import { binCountryOf } from '../fraud/bins.js';
 
 export interface PaymentMethod {
   id: string;
@@ -12,6 +13,8 @@ export interface PaymentMethod {
   last4: string;
   expMonth: number;
   expYear: number;
+  /** the issuing country from the card's BIN (ISO 3166-1 alpha-2), null when unknown; for fraud scoring */
+  binCountry: string | null;
   createdAt: Date;
 }
 
@@ -22,6 +25,7 @@ const fromRow = (r: Record<string, unknown>): PaymentMethod => ({
   last4: r.last4 as string,
   expMonth: r.exp_month as number,
   expYear: r.exp_year as number,
+  binCountry: (r.bin_country as string | null) ?? null,
   createdAt: r.created_at as Date,
 });
 
@@ -37,8 +41,8 @@ export function createPaymentMethodService(p: Platform) {
       const sql = sqlOf(shard);
       const token = await p.vault.tokenize(sql, shard, card.number);
       const [row] = await sql`
-        insert into payment_methods (id, shard, user_id, type, vault_token, brand, last4, exp_month, exp_year)
-        values (${newId('pm', shard)}, ${shard}, ${userId}, 'card', ${token}, ${brandOf(card.number)}, ${card.number.slice(-4)}, ${card.expMonth}, ${card.expYear})
+        insert into payment_methods (id, shard, user_id, type, vault_token, brand, last4, exp_month, exp_year, bin_country)
+        values (${newId('pm', shard)}, ${shard}, ${userId}, 'card', ${token}, ${brandOf(card.number)}, ${card.number.slice(-4)}, ${card.expMonth}, ${card.expYear}, ${binCountryOf(card.number)})
         returning *`;
       await p.cache.invalidate([cacheKey.paymentMethods(userId)]);
       return { ok: true, value: fromRow(row!) };
