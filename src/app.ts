@@ -29,6 +29,7 @@ import { topupRoutes } from './topups/routes.js';
 import { paymentRoutes } from './payments/routes.js';
 import { notificationRoutes } from './notify/routes.js';
 import { webhookRoutes } from './webhooks/routes.js';
+import { fraudAdminRoutes } from './fraud/routes.js';
 import { operationsRoutes } from './observability/routes.js';
 import { docsHttpCaching } from './http/l3.js';
 import type { Principal } from './auth/tokens.js';
@@ -123,6 +124,7 @@ export async function buildApp(platform: Platform): Promise<FastifyInstance> {
   await app.register(paymentRoutes(platform), { prefix: '/v1' });
   await app.register(notificationRoutes(platform), { prefix: '/v1' });
   await app.register(webhookRoutes(platform), { prefix: '/v1' });
+  await app.register(fraudAdminRoutes(platform), { prefix: '/v1' });
   await app.ready();
   return app as unknown as FastifyInstance;
 }

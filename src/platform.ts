@@ -16,6 +16,8 @@ import { createInFlight, type InFlight } from './http/idempotency.js';
 import { cacheKey, createCache, type Cache } from './cache/index.js';
 import { reviseRecent } from './history/service.js';
 import { createBackbone } from './events/index.js';
+import { createFraud, type Fraud } from './fraud/index.js';
+import type { FraudClient } from './fraud/client.js';
 import type { Bus, JobQueue } from './events/types.js';
 
 export interface Platform {
@@ -34,6 +36,10 @@ export interface Platform {
   readonly bus: Bus;
   /** priority work queues (high, medium, low) drained by the workers role */
   readonly jobs: JobQueue;
+  /** fraud decisions for the money services (in process, or the fraud role's when FRAUD_URL is set) */
+  readonly fraud: FraudClient;
+  /** the scoring itself, what the fraud role serves */
+  readonly fraudScoring: Fraud;
   /** resolves when the cache has connected and subscribed to invalidations (at most ~2 s) */
   ready(): Promise<void>;
   close(): Promise<void>;
@@ -62,6 +68,7 @@ export function createPlatform(config: Config, overrides: PlatformOverrides = {}
   const cache = createCache(config, metrics.cache);
   const { bus, jobs } = createBackbone(config, log, metrics.events);
   const backboneStarted = Promise.all([bus.start(), jobs.start()]);
+  const fraud = createFraud(config, { db, log, registry: metrics.registry });
   const cacheStarted = cache.start().catch((err) => log.warn({ err }, 'cache start failed; serving from the database'));
   const engine = createLedgerEngine(
     db,
@@ -92,13 +99,15 @@ export function createPlatform(config: Config, overrides: PlatformOverrides = {}
     cache,
     bus,
     jobs,
+    fraud: fraud.client,
+    fraudScoring: fraud,
     ready: async () => {
       await Promise.all([cacheStarted, backboneStarted]);
     },
     async close() {
       await engine.stop();
       await cache.close();
-      await Promise.allSettled([bus.close(), jobs.close()]);
+      await Promise.allSettled([bus.close(), jobs.close(), fraud.close()]);
       await db.close();
     },
   };

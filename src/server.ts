@@ -1,7 +1,8 @@
 /**
  * Starts the roles this process runs. `api` listens; `maintenance` runs housekeeping; `relay`,
- * `notify` and `workers` run the event backbone (events/roles.ts). `fraud` and `gateway` arrive
- * with their issues; naming one today only logs that it has nothing to run yet.
+ * `notify` and `workers` run the event backbone (events/roles.ts); `fraud` scores in the api's
+ * process when both run together (the default), and listens on FRAUD_PORT for api processes
+ * (FRAUD_URL) when it runs without `api`. `gateway` arrives with its issue.
  */
 import type { FastifyInstance } from 'fastify';
 import { listenHost, publicBaseUrl, type Config, type Role } from './config/index.js';
@@ -14,6 +15,7 @@ import { paymentTasks } from './payments/expiry.js';
 import { createLogger } from './observability/logger.js';
 import { createWarmer, settleWithin, type Warming } from './cache/warming.js';
 import { eventTasks, startEventRoles, type EventRoles } from './events/roles.js';
+import { startFraudServer } from './fraud/remote.js';
 
 export interface RunningServer {
   platform: Platform;
@@ -28,6 +30,7 @@ export async function startServer(config: Config, roles: readonly Role[] = confi
   let platform: Platform | undefined;
   let warming: Warming | undefined;
   let events: EventRoles | undefined;
+  let fraudServer: { app: FastifyInstance; url: string } | undefined;
   try {
     platform = createPlatform(config, { databaseUrl: database.url, log });
     await platform.ready();
@@ -35,10 +38,14 @@ export async function startServer(config: Config, roles: readonly Role[] = confi
       const applied = await migrate(c.sql, { partitionsAheadMonths: config.partitionsAheadMonths });
       if (applied.length) log.info({ cluster: c.name, applied }, 'migrations applied');
     }
-    const unsupported = roles.filter((r) => r === 'fraud' || r === 'gateway');
+    const unsupported = roles.filter((r) => r === 'gateway');
     if (unsupported.length) log.info({ roles: unsupported }, 'these roles have no work in this version yet');
 
     events = startEventRoles(platform, roles);
+    if (roles.includes('fraud') && !roles.includes('api')) {
+      fraudServer = await startFraudServer(platform.fraudScoring.localScorer(), config, log);
+      log.info({ url: fraudServer.url }, 'fraud role listening');
+    }
     const maintenance = roles.includes('maintenance') ? startMaintenance(platform, [...coreTasks(platform), ...paymentTasks(platform), ...eventTasks(platform)]) : undefined;
     let app: FastifyInstance | undefined;
     let url: string | undefined;
@@ -56,12 +63,14 @@ export async function startServer(config: Config, roles: readonly Role[] = confi
     }
     const p = platform;
     const ev = events;
+    const fraud = fraudServer;
     return {
       platform: p,
       app,
       url,
       async stop() {
         await app?.close(); // stop accepting, finish requests in flight
+        await fraud?.app.close();
         await ev.stop(); // the relay stops between batches, consumers finish what they hold
         await warming?.stop();
         await maintenance?.stop();
@@ -70,6 +79,7 @@ export async function startServer(config: Config, roles: readonly Role[] = confi
       },
     };
   } catch (err) {
+    await fraudServer?.app.close().catch(() => undefined);
     await events?.stop().catch(() => undefined);
     await warming?.stop();
     await platform?.close().catch(() => undefined);

@@ -10,11 +10,11 @@ import { createPlatform, type Platform } from '../platform.js';
 import { buildApp } from '../app.js';
 import { createLogger } from '../observability/logger.js';
 import { TEST_CARDS } from '../network/index.js';
-import { addCard, createTestDatabase, fund, moneyPost, signUp } from '../test-support/platform.js';
+import { addCard, createTestDatabase, fund, moneyPost, signUp, PERMISSIVE_FRAUD_RULES } from '../test-support/platform.js';
 import { appendAudit } from '../audit/chain.js';
 import { newId } from '../shared/ids.js';
 
-const TEST_ENV = { NODE_ENV: 'test', LOG_LEVEL: 'silent', LEDGER_BATCH_WINDOW_MS: '1', NETWORK_TIMEOUT_MS: '300', DB_POOL_MAX: '5', PASSWORD_HASH_LOG2_COST: '10' } as const;
+const TEST_ENV = { NODE_ENV: 'test', LOG_LEVEL: 'silent', LEDGER_BATCH_WINDOW_MS: '1', NETWORK_TIMEOUT_MS: '300', DB_POOL_MAX: '5', PASSWORD_HASH_LOG2_COST: '10', FRAUD_RULES_FILE: PERMISSIVE_FRAUD_RULES } as const;
 const databases: { drop(): Promise<void> }[] = [];
 afterAll(async () => {
   await Promise.all(databases.map((d) => d.drop()));

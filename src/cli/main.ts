@@ -4,6 +4,7 @@ import { ConfigError, loadConfig, ROLES, type Role } from '../config/index.js';
 import { startServer } from '../server.js';
 import { registerOpsCommands } from './ops.js';
 import { registerMailCommand } from '../notify/mail-cli.js';
+import { registerFraudCommands } from '../fraud/model/cli.js';
 
 const program = new Command('wallet').description('The wallet platform: API, ledger and operations').showHelpAfterError();
 
@@ -38,6 +39,7 @@ program
 
 registerOpsCommands(program);
 registerMailCommand(program);
+registerFraudCommands(program);
 
 program.parseAsync(process.argv).catch((err: unknown) => {
   if (err instanceof ConfigError) process.stderr.write(`configuration error: ${err.message}\n`);

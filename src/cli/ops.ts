@@ -1,5 +1,8 @@
 /** Operator commands: migrate, reconcile, seed, vault rotate-kek, audit verify. */
 import { InvalidArgumentError, type Command } from 'commander';
+import { createTokens } from '../auth/tokens.js';
+import { OPERATOR_ROLE } from '../fraud/routes.js';
+import { parseId } from '../shared/ids.js';
 import cliProgress from 'cli-progress';
 import { loadConfig } from '../config/index.js';
 import { resolveDatabase } from '../db/resolve.js';
@@ -55,6 +58,17 @@ function progressBar(label: string) {
 }
 
 export function registerOpsCommands(program: Command): void {
+  program
+    .command('operator-token')
+    .description('print an access token with the operator role (fraud review queue) for a user id; uses JWT_SECRET')
+    .requiredOption('--user <id>', 'the operator\'s user id (usr_…)')
+    .option('--ttl <seconds>', 'lifetime', (v) => Number(v))
+    .action((opts: { user: string; ttl?: number }) => {
+      if (!parseId(opts.user, 'usr')) throw new Error(`--user: ${opts.user} is not a user id`);
+      const config = loadConfig(process.env, opts.ttl ? { jwtTtlSeconds: opts.ttl } : {});
+      process.stdout.write(`${createTokens(config).issue(opts.user, [OPERATOR_ROLE]).accessToken}\n`);
+    });
+
   program
     .command('migrate')
     .description('apply database migrations on every cluster and create the partitions ahead')

@@ -108,6 +108,14 @@ const settings = {
   webhookMaxPerUser: ['WEBHOOK_MAX_PER_USER', Int(1, 1000, 20)],
   // unset: http:// endpoints allowed except in production (https only there)
   webhookAllowHttp: ['WEBHOOK_ALLOW_HTTP', Type.Optional(Type.Boolean())],
+  // fraud scoring (issue 7)
+  fraudUrl: ['FRAUD_URL', Type.Optional(Type.String({ pattern: '^https?://' }))],
+  fraudRulesFile: ['FRAUD_RULES_FILE', Type.Optional(Type.String({ minLength: 1 }))],
+  fraudModelFile: ['FRAUD_MODEL_FILE', Type.Optional(Type.String({ minLength: 1 }))],
+  fraudRulesPollMs: ['FRAUD_RULES_POLL_MS', Int(100, 3_600_000, 2000)],
+  fraudClientCountryHeader: ['FRAUD_CLIENT_COUNTRY_HEADER', Type.String({ pattern: '^[a-z0-9-]{1,64}$', default: 'x-client-country' })],
+  fraudPort: ['FRAUD_PORT', Int(0, 65535, 8081)],
+  fraudBatchMax: ['FRAUD_BATCH_MAX', Int(1, 10_000, 256)],
   smtpUrl: ['SMTP_URL', Type.Optional(Type.String({ pattern: '^smtps?://' }))],
   mailFrom: ['MAIL_FROM', Type.String({ minLength: 3, default: 'Wallet <no-reply@wallet.local>' })],
   mailboxDir: ['MAILBOX_DIR', Type.Optional(Type.String({ minLength: 1 }))],

@@ -537,6 +537,8 @@ class Writes {
   paymentInserts: Extract<Op, { t: 'payment_insert' }>['row'][] = [];
   paymentUpdates = new Map<string, Extract<Op, { t: 'payment_update' }>>();
   refunds: Extract<Op, { t: 'refund' }>['row'][] = [];
+  fraudReviews: Extract<Op, { t: 'fraud_review' }>['row'][] = [];
+  fraudDecisions: Extract<Op, { t: 'fraud_review_decide' }>[] = [];
   idempotency: { userId: string; key: string; requestHash: string; shard: number; status: number; json: string }[] = [];
 
   /** shard: the shard of the command (the initiating user's), recorded on its ledger rows */
@@ -552,6 +554,8 @@ class Writes {
         case 'payment_insert': this.paymentInserts.push(op.row); break;
         case 'payment_update': this.paymentUpdates.set(op.id, op); break;
         case 'refund': this.refunds.push(op.row); break;
+        case 'fraud_review': this.fraudReviews.push(op.row); break;
+        case 'fraud_review_decide': this.fraudDecisions.push(op); break;
       }
     }
   }
@@ -611,6 +615,20 @@ class Writes {
         select * from unnest(${pgArray(r.map((x) => x.id))}::text[], ${pgArray(r.map((x) => x.shard))}::smallint[], ${pgArray(r.map((x) => x.userId))}::text[], ${pgArray(r.map((x) => x.walletId))}::text[],
           ${pgArray(r.map((x) => x.paymentMethodId))}::text[], ${pgArray((r.map((x) => x.amount)))}::bigint[], ${pgArray(r.map((x) => x.currency))}::text[], ${pgArray(r.map((x) => x.status))}::text[],
           ${pgArray(r.map((x) => x.declineCode))}::text[], ${pgArray(r.map((x) => x.networkRef))}::text[], ${pgArray(r.map((x) => ts(x.createdAt)))}::timestamptz[])`);
+    }
+    if (this.fraudReviews.length) {
+      const r = this.fraudReviews;
+      q.push(tx`insert into fraud_reviews (id, shard, user_id, kind, counterparty_id, amount, currency, score, reasons, created_at)
+        select d.id, d.shard, d.user_id, d.kind, d.cp, d.amount, d.currency, d.score, string_to_array(d.reasons, ','), d.created_at
+        from unnest(${pgArray(r.map((x) => x.id))}::text[], ${pgArray(r.map((x) => x.shard))}::smallint[], ${pgArray(r.map((x) => x.userId))}::text[], ${pgArray(r.map((x) => x.kind))}::text[],
+          ${pgArray(r.map((x) => x.counterpartyId))}::text[], ${pgArray(r.map((x) => x.amount))}::bigint[], ${pgArray(r.map((x) => x.currency))}::text[], ${pgArray(r.map((x) => x.score))}::float8[],
+          ${pgArray(r.map((x) => x.reasons.join(',')))}::text[], ${pgArray(r.map((x) => ts(x.createdAt)))}::timestamptz[]) as d(id, shard, user_id, kind, cp, amount, currency, score, reasons, created_at)`);
+    }
+    if (this.fraudDecisions.length) {
+      const r = this.fraudDecisions;
+      q.push(tx`update fraud_reviews as f set status = d.status, decided_by = d.by, decided_at = ${now}
+        from unnest(${pgArray(r.map((x) => x.id))}::text[], ${pgArray(r.map((x) => x.status))}::text[], ${pgArray(r.map((x) => x.decidedBy))}::text[]) as d(id, status, by)
+        where f.id = d.id and f.status = 'pending'`);
     }
     if (this.paymentUpdates.size) {
       const u = [...this.paymentUpdates.values()];

@@ -14,10 +14,10 @@ import { createPlatform } from '../platform.js';
 import { buildApp } from '../app.js';
 import { createLogger } from '../observability/logger.js';
 import { newId, shardOf } from '../shared/ids.js';
-import { createTestDatabase, fund, moneyPost, signUp, type TestUser } from '../test-support/platform.js';
+import { createTestDatabase, fund, moneyPost, signUp, type TestUser, PERMISSIVE_FRAUD_RULES } from '../test-support/platform.js';
 import { reconcile, type CheckId, type ReconcileReport } from './reconcile.js';
 
-const TEST_ENV = { NODE_ENV: 'test', LOG_LEVEL: 'silent', LEDGER_BATCH_WINDOW_MS: '1', NETWORK_TIMEOUT_MS: '300', DB_POOL_MAX: '10', PASSWORD_HASH_LOG2_COST: '10' };
+const TEST_ENV = { NODE_ENV: 'test', LOG_LEVEL: 'silent', LEDGER_BATCH_WINDOW_MS: '1', NETWORK_TIMEOUT_MS: '300', DB_POOL_MAX: '10', PASSWORD_HASH_LOG2_COST: '10', FRAUD_RULES_FILE: PERMISSIVE_FRAUD_RULES };
 
 let base: Awaited<ReturnType<typeof createTestDatabase>>;
 let alice: TestUser, bob: TestUser, shop: TestUser;

@@ -89,7 +89,24 @@ export type Op =
   | { t: 'topup'; row: TopupRow }
   | { t: 'payment_insert'; row: PaymentState & { shard: number; declineCode: string | null } }
   | { t: 'payment_update'; id: string; status: PaymentState['status']; capturedAmount: bigint; refundedAmount: bigint }
-  | { t: 'refund'; row: { id: string; shard: number; paymentId: string; amount: bigint; currency: string; createdAt: Date } };
+  | { t: 'refund'; row: { id: string; shard: number; paymentId: string; amount: bigint; currency: string; createdAt: Date } }
+  /** a request held for a fraud analyst (its pending transfer is in the same batch) */
+  | { t: 'fraud_review'; row: FraudReviewRow }
+  | { t: 'fraud_review_decide'; id: string; status: 'approved' | 'declined'; decidedBy: string };
+
+export interface FraudReviewRow {
+  id: string;
+  shard: number;
+  userId: string;
+  kind: 'transfer' | 'topup';
+  counterpartyId: string | null;
+  amount: bigint;
+  currency: string;
+  score: number;
+  /** reason codes (no commas) */
+  reasons: string[];
+  createdAt: Date;
+}
 
 export interface TopupRow {
   id: string;

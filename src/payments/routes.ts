@@ -2,6 +2,7 @@ import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { FastifyRequest } from 'fastify';
 import type { Platform } from '../platform.js';
+import { requestContext } from '../fraud/decide.js';
 import { AmountIn, Bearer, Currency, IdParam, IdempotencyHeaders, MoneyOut, Timestamp, problems } from '../http/schemas.js';
 import { ProblemError } from '../http/problem.js';
 import { idempotentRequest } from '../http/idempotency.js';
@@ -67,7 +68,7 @@ export function paymentRoutes(p: Platform): FastifyPluginAsyncTypebox {
     }, async (req, reply) => {
       const b = req.body;
       const input = { merchantId: b.merchantId, amountMinor: BigInt(b.amount), currency: b.currency, capture: b.capture ?? true, ...(b.paymentMethodId !== undefined ? { paymentMethodId: b.paymentMethodId } : {}) };
-      return idempotentRequest(p.inFlight, req, reply, (idem) => payments.create(req.principal!, input, idem));
+      return idempotentRequest(p.inFlight, req, reply, (idem) => payments.create(req.principal!, input, idem, requestContext(req, p.config.fraudClientCountryHeader)));
     });
 
     app.get('/payments/:id', {

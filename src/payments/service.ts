@@ -26,6 +26,8 @@ import { openWallet } from '../ledger/accounts.js';
 import type { Answer, BatchView, CommandResult, Op, PaymentState } from '../ledger/types.js';
 import type { WalletDirectory } from '../ledger/wallet-directory.js';
 import type { PaymentMethodService } from '../payment-methods/service.js';
+import { fraudAlert, type RequestContext } from '../fraud/decide.js';
+import type { FraudRequest } from '../fraud/types.js';
 import { isExpired } from '../payment-methods/cards.js';
 
 export interface CreatePaymentInput {
@@ -258,13 +260,36 @@ export function createPaymentService(p: Platform, wallets: WalletDirectory, meth
     );
 
   return {
-    async create(me: Principal, input: CreatePaymentInput, idem: Idem): Promise<CommandResult> {
+    /**
+     * Scored before any money or card is touched. Holding a merchant payment for review is not
+     * built: a review score declines it like a decline does (the alert says which).
+     */
+    async create(me: Principal, input: CreatePaymentInput, idem: Idem, ctx: RequestContext = {}): Promise<CommandResult> {
+      const prior = await findIdempotencyRecord(p.db.forShard(me.shard).sql, me.userId, idem.key, idem.requestHash);
+      if (prior) return prior;
       const refused = await prepare(me, input);
       if (refused) return asResult(refused);
+      const at = new Date();
+      const fraudReq: FraudRequest = { requestId: `${me.userId}:${idem.key}`, kind: 'payment', userId: me.userId, amountMinor: input.amountMinor, currency: input.currency, counterpartyId: input.merchantId, ...(input.paymentMethodId ? { paymentMethodId: input.paymentMethodId } : {}), ipCountry: ctx.clientCountry, at };
+      const decision = await p.fraud.check(fraudReq);
+      if (decision.outcome !== 'approve') {
+        const result = await p.engine.submit({
+          shard: me.shard,
+          idempotency: { userId: me.userId, ...idem },
+          accounts: [],
+          apply: () => ({
+            ops: [fraudAlert(me.userId, me.shard, at, 'fraud.declined', { requestId: fraudReq.requestId, kind: 'payment', outcome: decision.outcome, merchantId: input.merchantId, amount: input.amountMinor, currency: input.currency, decision })],
+            answer: { status: 422, body: problem('fraud_declined', 'This payment was declined by fraud screening.') },
+          }),
+        });
+        if (!result.replayed) p.metrics.movement('payment', input.currency, 'fraud_declined', input.amountMinor);
+        return result;
+      }
       const result = input.paymentMethodId ? await fromCard(me, { ...input, paymentMethodId: input.paymentMethodId }, idem) : await fromWallet(me, input, idem);
       if (!result.replayed) {
         const status = (result.body as { status?: unknown; code?: string }).code ?? (result.body as { status: string }).status;
         p.metrics.movement('payment', input.currency, status === 'captured' ? 'completed' : String(status), input.amountMinor);
+        if (result.status === 201 && (status === 'captured' || status === 'authorized')) p.fraud.completed(fraudReq);
       }
       return result;
     },

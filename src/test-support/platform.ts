@@ -3,6 +3,7 @@
  * Tests talk to it through app.inject: the public surface, a real PostgreSQL behind it.
  */
 import { randomBytes } from 'node:crypto';
+import { fileURLToPath } from 'node:url';
 import postgres from 'postgres';
 import { inject } from 'vitest';
 import type { FastifyInstance, LightMyRequestResponse } from 'fastify';
@@ -46,9 +47,16 @@ export async function createTestDatabase(): Promise<{ url: string; drop(): Promi
   };
 }
 
+/**
+ * Fraud scoring runs in every test platform; tests that are not about fraud get rules that
+ * approve everything (no thresholds, model thresholds at 1, a generous budget), so their rapid
+ * transfers between fresh accounts are not held. Fraud tests pass FRAUD_RULES_FILE.
+ */
+export const PERMISSIVE_FRAUD_RULES = fileURLToPath(new URL('./fraud-rules-permissive.json', import.meta.url));
+
 export async function createTestPlatform(env: Record<string, string> = {}, overrides: PlatformOverrides = {}): Promise<TestPlatform> {
   const db = await createTestDatabase();
-  const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', LEDGER_BATCH_WINDOW_MS: '1', NETWORK_TIMEOUT_MS: '300', DB_POOL_MAX: '10', PASSWORD_HASH_LOG2_COST: '10', ...env });
+  const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', LEDGER_BATCH_WINDOW_MS: '1', NETWORK_TIMEOUT_MS: '300', DB_POOL_MAX: '10', PASSWORD_HASH_LOG2_COST: '10', FRAUD_RULES_FILE: PERMISSIVE_FRAUD_RULES, ...env });
   const platform = createPlatform(config, { databaseUrl: db.url, log: createLogger(config.logLevel), ...overrides });
   await platform.ready();
   const app = await buildApp(platform);

@@ -1,6 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Platform } from '../platform.js';
+import { requestContext } from '../fraud/decide.js';
 import { AmountIn, Bearer, Currency, IdempotencyHeaders, MoneyOut, Timestamp, problems } from '../http/schemas.js';
 import { idempotentRequest } from '../http/idempotency.js';
 import { createWalletDirectory } from '../ledger/wallet-directory.js';
@@ -26,7 +27,7 @@ export function topupRoutes(p: Platform): FastifyPluginAsyncTypebox {
       schema: { tags: ['topups'], summary: 'Fund the wallet from a card (authorized and captured at the network)', security: Bearer, headers: IdempotencyHeaders, body: CreateTopup, response: { 201: TopupSchema, ...problems(400, 401, 404, 409, 422, 503) } },
     }, async (req, reply) => {
       const b = req.body;
-      return idempotentRequest(p.inFlight, req, reply, (idem) => topups.topup(req.principal!, { paymentMethodId: b.paymentMethodId, amountMinor: BigInt(b.amount), currency: b.currency }, idem));
+      return idempotentRequest(p.inFlight, req, reply, (idem) => topups.topup(req.principal!, { paymentMethodId: b.paymentMethodId, amountMinor: BigInt(b.amount), currency: b.currency }, idem, requestContext(req, p.config.fraudClientCountryHeader)));
     });
   };
 }

@@ -15,6 +15,8 @@ import type { WalletDirectory } from '../ledger/wallet-directory.js';
 import type { PaymentMethodService } from '../payment-methods/service.js';
 import { isExpired } from '../payment-methods/cards.js';
 import { findIdempotencyRecord } from '../ledger/engine.js';
+import { fraudAlert, type RequestContext } from '../fraud/decide.js';
+import type { FraudRequest } from '../fraud/types.js';
 
 export interface TopupInput {
   paymentMethodId: string;
@@ -24,7 +26,7 @@ export interface TopupInput {
 
 export function createTopupService(p: Platform, wallets: WalletDirectory, methods: PaymentMethodService) {
   return {
-    async topup(me: Principal, input: TopupInput, idem: { key: string; requestHash: string }): Promise<CommandResult> {
+    async topup(me: Principal, input: TopupInput, idem: { key: string; requestHash: string }, ctx: RequestContext = {}): Promise<CommandResult> {
       const refuse = (status: number, body: ReturnType<typeof problem>): CommandResult => ({ status, body, replayed: false, json: JSON.stringify(body) });
       const cluster = p.db.forShard(me.shard);
       // A replay must not reach the network again.
@@ -38,6 +40,21 @@ export function createTopupService(p: Platform, wallets: WalletDirectory, method
 
       const createdAt = new Date();
       const id = newId('top', me.shard, createdAt);
+      // scored before the card is charged. Holding a top-up for review is not built: a review
+      // score declines it like a decline does (nothing is charged; the alert says which).
+      const fraudReq: FraudRequest = { requestId: `${me.userId}:${idem.key}`, kind: 'topup', userId: me.userId, amountMinor: input.amountMinor, currency: input.currency, paymentMethodId: input.paymentMethodId, ipCountry: ctx.clientCountry, at: createdAt };
+      const decision = await p.fraud.check(fraudReq);
+      if (decision.outcome !== 'approve') {
+        const declined = problem('fraud_declined', 'This top-up was declined by fraud screening; the card was not charged.');
+        const result = await p.engine.submit({
+          shard: me.shard,
+          idempotency: { userId: me.userId, ...idem },
+          accounts: [],
+          apply: () => ({ ops: [fraudAlert(me.userId, me.shard, createdAt, 'fraud.declined', { requestId: fraudReq.requestId, kind: 'topup', outcome: decision.outcome, amount: input.amountMinor, currency: input.currency, decision })], answer: { status: 422, body: declined } }),
+        });
+        if (!result.replayed) p.metrics.movement('topup', input.currency, 'fraud_declined', input.amountMinor);
+        return result;
+      }
       let auth;
       if (isExpired(card.expMonth, card.expYear, createdAt)) {
         auth = { approved: false as const, declineCode: 'expired_card' as const };
@@ -78,7 +95,10 @@ export function createTopupService(p: Platform, wallets: WalletDirectory, method
           }),
         });
       }
-      if (!result.replayed) p.metrics.movement('topup', input.currency, auth.approved ? 'completed' : 'declined', input.amountMinor);
+      if (!result.replayed) {
+        p.metrics.movement('topup', input.currency, auth.approved ? 'completed' : 'declined', input.amountMinor);
+        if (auth.approved && result.status === 201) p.fraud.completed(fraudReq);
+      }
       return result;
     },
   };

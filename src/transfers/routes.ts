@@ -7,6 +7,7 @@ import { idempotentRequest } from '../http/idempotency.js';
 import { createWalletDirectory } from '../ledger/wallet-directory.js';
 import { createTransferService } from './service.js';
 import { parseId } from '../shared/ids.js';
+import { requestContext } from '../fraud/decide.js';
 
 const CreateTransfer = Type.Object(
   { to: Type.String({ minLength: 1, maxLength: 64, description: 'recipient user id' }), amount: AmountIn, currency: Currency, note: Type.Optional(Type.String({ maxLength: 280 })) },
@@ -14,7 +15,9 @@ const CreateTransfer = Type.Object(
 );
 export const TransferSchema = Type.Object({
   id: Type.String(),
-  status: Type.Literal('completed'),
+  status: Type.Union([Type.Literal('completed'), Type.Literal('pending_review'), Type.Literal('declined')], {
+    description: 'completed: moved; pending_review: held by fraud screening until an analyst decides (the amount is reserved); declined: the analyst declined it and the hold was released',
+  }),
   from: Type.String(),
   to: Type.String(),
   amount: MoneyOut,
@@ -33,7 +36,7 @@ export function transferRoutes(p: Platform): FastifyPluginAsyncTypebox {
       schema: { tags, summary: 'Send money to another user (P2P)', security: Bearer, headers: IdempotencyHeaders, body: CreateTransfer, response: { 201: TransferSchema, ...problems(400, 401, 404, 409, 422, 503) } },
     }, async (req, reply) => {
       const b = req.body;
-      return idempotentRequest(p.inFlight, req, reply, (idem) => transfers.transfer(req.principal!, { to: b.to, amountMinor: BigInt(b.amount), currency: b.currency, note: b.note }, idem));
+      return idempotentRequest(p.inFlight, req, reply, (idem) => transfers.transfer(req.principal!, { to: b.to, amountMinor: BigInt(b.amount), currency: b.currency, note: b.note }, idem, requestContext(req, p.config.fraudClientCountryHeader)));
     });
 
     app.get('/transfers/:id', { schema: { tags, summary: 'A transfer (its sender or recipient may read it)', security: Bearer, params: IdParam, response: { 200: TransferSchema, ...problems(401, 404) } } }, async (req) => {
@@ -42,13 +45,13 @@ export function transferRoutes(p: Platform): FastifyPluginAsyncTypebox {
       if (!parsed) throw new ProblemError('not_found', 'No such transfer.');
       // The viewer's own history row: sender and recipient each have one; partition-pruned by the id's time.
       const [row] = await p.db.forShard(me.shard).sql`
-        select id, direction, amount, currency, counterparty, note, created_at from transactions
+        select id, direction, amount, currency, counterparty, note, status, created_at from transactions
         where user_id = ${me.userId} and id = ${req.params.id} and created_at = ${parsed.createdAt} and type = 'transfer'`;
       if (!row) throw new ProblemError('not_found', 'No such transfer.');
       const outgoing = row.direction === 'debit';
       return {
         id: row.id as string,
-        status: 'completed' as const,
+        status: row.status === 'pending' ? ('pending_review' as const) : row.status === 'voided' ? ('declined' as const) : ('completed' as const),
         from: outgoing ? me.userId : (row.counterparty as string),
         to: outgoing ? (row.counterparty as string) : me.userId,
         amount: row.amount as bigint,

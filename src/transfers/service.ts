@@ -3,8 +3,11 @@ import type { Platform } from '../platform.js';
 import type { Principal } from '../auth/tokens.js';
 import { newId, parseId } from '../shared/ids.js';
 import { problem } from '../http/problem.js';
-import type { CommandResult } from '../ledger/types.js';
+import type { CommandResult, Op } from '../ledger/types.js';
 import type { WalletDirectory } from '../ledger/wallet-directory.js';
+import { findIdempotencyRecord } from '../ledger/engine.js';
+import { fraudAlert, type RequestContext } from '../fraud/decide.js';
+import type { FraudRequest } from '../fraud/types.js';
 
 export interface TransferInput {
   to: string;
@@ -34,32 +37,57 @@ export function createTransferService(p: Platform, wallets: WalletDirectory) {
       return { ok: true, fromWallet, toWallet, toShard: to.shard };
     },
 
-    async transfer(me: Principal, input: TransferInput, idem: { key: string; requestHash: string }): Promise<CommandResult> {
+    /**
+     * Fraud scoring sits between the checks and the ledger: approve → the transfer; decline →
+     * 422 fraud_declined (recorded under the idempotency key, nothing moves); review → the
+     * amount is held (a pending transfer: the sender's available balance drops, the
+     * recipient's pending rises) until an operator approves (posted) or declines (voided).
+     */
+    async transfer(me: Principal, input: TransferInput, idem: { key: string; requestHash: string }, ctx: RequestContext = {}): Promise<CommandResult> {
+      // a replay answers what the first request got, without scoring it again
+      const prior = await findIdempotencyRecord(p.db.forShard(me.shard).sql, me.userId, idem.key, idem.requestHash);
+      if (prior) return prior;
       const ready = await this.prepare(me, input);
       if (!ready.ok) return { ...ready.refusal, replayed: false, json: JSON.stringify(ready.refusal.body) };
       const createdAt = new Date();
       const id = newId('txn', me.shard, createdAt);
       const { fromWallet, toWallet, toShard } = ready;
+      const fraudReq: FraudRequest = { requestId: `${me.userId}:${idem.key}`, kind: 'transfer', userId: me.userId, amountMinor: input.amountMinor, currency: input.currency, counterpartyId: input.to, ipCountry: ctx.clientCountry, at: createdAt };
+      const decision = await p.fraud.check(fraudReq);
       const note = input.note ?? null;
-      const body = { id, status: 'completed', from: me.userId, to: input.to, amount: input.amountMinor, currency: input.currency, ...(note !== null ? { note } : {}), createdAt: createdAt.toISOString() };
-      const result = await p.engine.submit({
-        shard: me.shard,
-        idempotency: { userId: me.userId, ...idem },
-        accounts: [fromWallet, toWallet],
-        apply: () => ({
-          ops: [
-            { t: 'transfer', id, debit: fromWallet, credit: toWallet, amount: input.amountMinor, currency: input.currency, pending: false, kind: 'p2p', refId: id },
-            { t: 'history', row: { id, userId: me.userId, shard: me.shard, walletId: fromWallet, type: 'transfer', direction: 'debit', amount: input.amountMinor, currency: input.currency, status: 'completed', counterparty: input.to, note, createdAt } },
-            { t: 'history', row: { id, userId: input.to, shard: toShard, walletId: toWallet, type: 'transfer', direction: 'credit', amount: input.amountMinor, currency: input.currency, status: 'completed', counterparty: me.userId, note, createdAt } },
-            {
-              t: 'outbox',
-              event: { eventId: newId('evt', me.shard, createdAt), topic: 'transaction-events', partitionKey: me.userId, shard: me.shard, type: 'transfer.completed', payload: { ...body, fromWallet, toWallet } },
-            },
-          ],
-          answer: { status: 201, body },
-        }),
-      });
-      if (!result.replayed) p.metrics.movement('p2p', input.currency, result.status === 201 ? 'completed' : String((result.body as { code?: string }).code ?? result.status), input.amountMinor);
+      const held = decision.outcome === 'review';
+      const body = { id, status: held ? 'pending_review' : 'completed', from: me.userId, to: input.to, amount: input.amountMinor, currency: input.currency, ...(note !== null ? { note } : {}), createdAt: createdAt.toISOString() };
+      const idempotency = { userId: me.userId, ...idem };
+      if (decision.outcome === 'decline') {
+        const declined = problem('fraud_declined', 'This transfer was declined by fraud screening.');
+        const result = await p.engine.submit({
+          shard: me.shard,
+          idempotency,
+          accounts: [],
+          apply: () => ({ ops: [fraudAlert(me.userId, me.shard, createdAt, 'fraud.declined', { requestId: fraudReq.requestId, kind: 'transfer', to: input.to, amount: input.amountMinor, currency: input.currency, decision })], answer: { status: 422, body: declined } }),
+        });
+        if (!result.replayed) p.metrics.movement('p2p', input.currency, 'fraud_declined', input.amountMinor);
+        return result;
+      }
+      const status = held ? 'pending' : 'completed';
+      const ops: Op[] = [
+        { t: 'transfer', id, debit: fromWallet, credit: toWallet, amount: input.amountMinor, currency: input.currency, pending: held, kind: 'p2p', refId: id },
+        { t: 'history', row: { id, userId: me.userId, shard: me.shard, walletId: fromWallet, type: 'transfer', direction: 'debit', amount: input.amountMinor, currency: input.currency, status, counterparty: input.to, note, createdAt } },
+        { t: 'history', row: { id, userId: input.to, shard: toShard, walletId: toWallet, type: 'transfer', direction: 'credit', amount: input.amountMinor, currency: input.currency, status, counterparty: me.userId, note, createdAt } },
+      ];
+      if (held) {
+        ops.push(
+          { t: 'fraud_review', row: { id, shard: me.shard, userId: me.userId, kind: 'transfer', counterpartyId: input.to, amount: input.amountMinor, currency: input.currency, score: decision.score, reasons: decision.reasons, createdAt } },
+          fraudAlert(me.userId, me.shard, createdAt, 'fraud.review', { requestId: fraudReq.requestId, kind: 'transfer', transferId: id, to: input.to, amount: input.amountMinor, currency: input.currency, decision }),
+        );
+      } else {
+        ops.push({ t: 'outbox', event: { eventId: newId('evt', me.shard, createdAt), topic: 'transaction-events', partitionKey: me.userId, shard: me.shard, type: 'transfer.completed', payload: { ...body, fromWallet, toWallet } } });
+      }
+      const result = await p.engine.submit({ shard: me.shard, idempotency, accounts: [fromWallet, toWallet], apply: () => ({ ops, answer: { status: 201, body } }) });
+      if (!result.replayed) {
+        p.metrics.movement('p2p', input.currency, result.status === 201 ? (held ? 'pending_review' : 'completed') : String((result.body as { code?: string }).code ?? result.status), input.amountMinor);
+        if (result.status === 201 && !held) p.fraud.completed(fraudReq);
+      }
       return result;
     },
   };

@@ -1,0 +1,132 @@
+/**
+ * The review queue: requests scored "review" wait here with their funds held (a pending ledger
+ * transfer). An operator approves (the hold is posted: the money moves, transfer.completed is
+ * published) or declines (the hold is voided: the money returns to the sender's available
+ * balance). Each decision is one ledger command: the hold's resolution, both history rows,
+ * the review row and the events commit together, and a hold is resolved at most once (the
+ * engine locks it), so two operators deciding at once get one decision and one 409.
+ */
+import type { Platform } from '../platform.js';
+import type { CommandResult, Op } from '../ledger/types.js';
+import { newId, parseId, shardOf } from '../shared/ids.js';
+import { problem } from '../http/problem.js';
+import { fraudAlert } from './decide.js';
+
+export interface ReviewView {
+  id: string;
+  kind: 'transfer' | 'topup';
+  userId: string;
+  counterpartyId: string | null;
+  amount: bigint;
+  currency: string;
+  score: number;
+  reasons: string[];
+  status: 'pending' | 'approved' | 'declined';
+  decidedBy: string | null;
+  decidedAt: Date | null;
+  createdAt: Date;
+}
+
+interface ReviewRow {
+  id: string;
+  kind: 'transfer' | 'topup';
+  user_id: string;
+  counterparty_id: string | null;
+  amount: bigint;
+  currency: string;
+  score: number;
+  reasons: string[];
+  status: ReviewView['status'];
+  decided_by: string | null;
+  decided_at: Date | null;
+  created_at: Date;
+}
+
+const view = (r: ReviewRow): ReviewView => ({
+  id: r.id,
+  kind: r.kind,
+  userId: r.user_id,
+  counterpartyId: r.counterparty_id,
+  amount: r.amount,
+  currency: r.currency,
+  score: r.score,
+  reasons: r.reasons,
+  status: r.status,
+  decidedBy: r.decided_by,
+  decidedAt: r.decided_at,
+  createdAt: r.created_at,
+});
+
+export const REVIEWS_PAGE_MAX = 200;
+
+export function createReviewService(p: Platform) {
+  return {
+    /** oldest first (the queue order), across every cluster */
+    async list(status: ReviewView['status'], limit: number): Promise<ReviewView[]> {
+      const n = Math.min(REVIEWS_PAGE_MAX, Math.max(1, limit));
+      const pages = await Promise.all(
+        p.db.clusters.map((c) => c.sql<ReviewRow[]>`select id, kind, user_id, counterparty_id, amount, currency, score, reasons, status, decided_by, decided_at, created_at
+          from fraud_reviews where status = ${status} order by created_at ${status === 'pending' ? c.sql`asc` : c.sql`desc`} limit ${n}`),
+      );
+      const all = pages.flat().map(view);
+      all.sort((a, b) => (status === 'pending' ? 1 : -1) * (a.createdAt.getTime() - b.createdAt.getTime()));
+      return all.slice(0, n);
+    },
+
+    async get(id: string): Promise<ReviewView | undefined> {
+      const parsed = parseId(id, ['txn', 'top']);
+      if (!parsed) return undefined;
+      const [row] = await p.db.forShard(parsed.shard).sql<ReviewRow[]>`select id, kind, user_id, counterparty_id, amount, currency, score, reasons, status, decided_by, decided_at, created_at from fraud_reviews where id = ${id}`;
+      return row && view(row);
+    },
+
+    /** approve: post the hold; decline: void it. 404 unknown, 409 already decided. */
+    async decide(operatorId: string, id: string, verdict: 'approve' | 'decline'): Promise<CommandResult> {
+      const refuse = (status: number, body: ReturnType<typeof problem>): CommandResult => ({ status, body, replayed: false, json: JSON.stringify(body) });
+      const review = await this.get(id);
+      if (!review) return refuse(404, problem('not_found', 'No such review.'));
+      if (review.status !== 'pending') return refuse(409, problem('conflict', `This review was already ${review.status}.`));
+      const shard = shardOf(id);
+      const sql = p.db.forShard(shard).sql;
+      const [hold] = await sql<{ debit_account_id: string; credit_account_id: string }[]>`select debit_account_id, credit_account_id from ledger_transfers where id = ${id}`;
+      if (!hold) return refuse(404, problem('not_found', 'The held transfer of this review is missing.'));
+      const approved = verdict === 'approve';
+      const result = await p.engine.submit({
+        shard,
+        accounts: [hold.debit_account_id, hold.credit_account_id],
+        pendingTransfers: [id],
+        apply: (v) => {
+          const h = v.pendingTransfer(id);
+          if (!h || h.status !== 'pending') return { status: 409, body: problem('conflict', 'This review was already decided.') };
+          const now = v.now;
+          const after = { ...review, status: approved ? ('approved' as const) : ('declined' as const), decidedBy: operatorId, decidedAt: now };
+          const ops: Op[] = [
+            { t: 'resolve', id: `${id}:${approved ? 'capture' : 'void'}`, pendingId: id, kind: approved ? 'capture' : 'void', amount: approved ? h.amount : 0n, refId: id },
+            { t: 'fraud_review_decide', id, status: after.status, decidedBy: operatorId },
+            fraudAlert(review.userId, shard, now, approved ? 'fraud.review_approved' : 'fraud.review_declined', { reviewId: id, kind: review.kind, amount: review.amount, currency: review.currency, decidedBy: operatorId }),
+          ];
+          const users = review.counterpartyId ? [review.userId, review.counterpartyId] : [review.userId];
+          for (const userId of users) ops.push({ t: 'history_status', userId, id, createdAt: review.createdAt, status: approved ? 'completed' : 'voided', amount: review.amount });
+          if (approved && review.kind === 'transfer') {
+            ops.push({
+              t: 'outbox',
+              event: {
+                eventId: newId('evt', shard, now),
+                topic: 'transaction-events',
+                partitionKey: review.userId,
+                shard,
+                type: 'transfer.completed',
+                payload: { id, status: 'completed', from: review.userId, to: review.counterpartyId, amount: review.amount, currency: review.currency, createdAt: review.createdAt.toISOString(), fromWallet: h.debitAccountId, toWallet: h.creditAccountId, reviewedBy: operatorId },
+              },
+            });
+          }
+          return { ops, answer: { status: 200, body: after } };
+        },
+      });
+      if (result.status === 200 && approved) {
+        p.fraud.completed({ requestId: `review:${id}`, kind: review.kind, userId: review.userId, amountMinor: review.amount, currency: review.currency, ...(review.counterpartyId ? { counterpartyId: review.counterpartyId } : {}), at: review.createdAt });
+      }
+      return result;
+    },
+  };
+}
