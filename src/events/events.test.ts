@@ -3,7 +3,7 @@
  * embedded default and NATS JetStream (the machine's server, a namespace per run).
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { createTestPlatform, type TestPlatform } from '../test-support/platform.js';
+import { createTestPlatform, type TestPlatform, until } from '../test-support/platform.js';
 import { assertNatsAnswers, dropNamespace, natsEnv, natsNamespace } from '../test-support/nats.js';
 import { appendOutbox } from './outbox.js';
 import { createRelay } from './relay.js';
@@ -14,13 +14,6 @@ import { envelopes, jetStreamNames } from './jetstream.js';
 import { newId, newShard } from '../shared/ids.js';
 import type { OutboxEvent } from '../ledger/types.js';
 
-async function until(check: () => Promise<boolean> | boolean, timeoutMs = 15_000, what = 'condition'): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 let counter = 0;
 function busEvent(key: string, type = 'transfer.completed', payload: Record<string, unknown> = {}): BusEvent {

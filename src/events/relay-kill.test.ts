@@ -6,7 +6,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { createTestPlatform, type TestPlatform } from '../test-support/platform.js';
+import { createTestPlatform, type TestPlatform, until } from '../test-support/platform.js';
 import { assertNatsAnswers, dropNamespace, natsEnv, natsNamespace } from '../test-support/nats.js';
 import { appendOutbox } from './outbox.js';
 import { once } from './inbox.js';
@@ -33,13 +33,6 @@ function startChild(env: Record<string, string>): { child: ChildProcess; lines: 
   return { child, lines, exited, stderr: () => err };
 }
 
-async function until(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string | (() => string)): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${typeof what === 'string' ? what : what()}`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
-}
 
 describe.each(['memory', 'jetstream'] as const)('relay killed mid-batch on the %s bus', (kind) => {
   let t: TestPlatform;

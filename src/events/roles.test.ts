@@ -8,19 +8,12 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { createTestPlatform, fund, moneyPost, signUp, type TestPlatform } from '../test-support/platform.js';
+import { createTestPlatform, fund, moneyPost, signUp, type TestPlatform, until } from '../test-support/platform.js';
 import { assertNatsAnswers, dropNamespace, natsEnv, natsNamespace } from '../test-support/nats.js';
 import { startEventRoles, type EventRoles } from './roles.js';
 import { verifyWebhookSignature } from '../webhooks/index.js';
 import { verifyAuditChain } from '../audit/verify.js';
 
-async function until(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe.each(['memory', 'jetstream'] as const)('event roles on the %s bus', (kind) => {
   let t: TestPlatform;

@@ -16,6 +16,19 @@ export const TOPICS = {
 export type Topic = keyof typeof TOPICS;
 export const TOPIC_NAMES = Object.keys(TOPICS) as Topic[];
 
+/** The money events on transaction-events (what notifications and webhooks fan out). */
+export const MONEY_EVENT_TYPES = [
+  'topup.completed',
+  'transfer.completed',
+  'payment.authorized',
+  'payment.captured',
+  'payment.voided',
+  'payment.expired',
+  'payment.refunded',
+  'payment.declined',
+] as const;
+export type MoneyEventType = (typeof MONEY_EVENT_TYPES)[number];
+
 /** FNV-1a 32-bit: a stable hash, the same in every process and version. */
 export function fnv1a(key: string): number {
   let h = 0x811c9dc5;

@@ -8,18 +8,10 @@
 import { PoisonEvent, type BusEvent } from '../events/types.js';
 import type { PartyRole } from '../events/parties.js';
 import { MINOR_UNITS } from '../shared/currencies.js';
+import { MONEY_EVENT_TYPES } from '../events/types.js';
 
 /** The money events that notify their parties (the types users may mute). */
-export const NOTIFIABLE_EVENT_TYPES = [
-  'topup.completed',
-  'transfer.completed',
-  'payment.authorized',
-  'payment.captured',
-  'payment.voided',
-  'payment.expired',
-  'payment.refunded',
-  'payment.declined',
-] as const;
+export const NOTIFIABLE_EVENT_TYPES = MONEY_EVENT_TYPES;
 export type NotifiableEventType = (typeof NOTIFIABLE_EVENT_TYPES)[number];
 
 const NOTIFIABLE = new Set<string>(NOTIFIABLE_EVENT_TYPES);

@@ -127,3 +127,12 @@ export async function balance(app: FastifyInstance, user: TestUser, currency = '
   if (!w) throw new Error(`no ${currency} wallet`);
   return { available: w.available, pending: w.pending };
 }
+
+/** Polls until check() holds; fails naming what it waited for (what: text, or built lazily). */
+export async function until(check: () => Promise<boolean> | boolean, timeoutMs: number, what: string | (() => string), everyMs = 25): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${typeof what === 'string' ? what : what()}`);
+    await new Promise((r) => setTimeout(r, everyMs));
+  }
+}

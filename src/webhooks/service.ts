@@ -8,18 +8,10 @@ import { newId, parseId } from '../shared/ids.js';
 import { checkEndpointUrl, urlPolicy } from './addresses.js';
 import { createSecretBox } from './secrets.js';
 import { generateSecret } from './signing.js';
+import { MONEY_EVENT_TYPES } from '../events/types.js';
 
 /** the money events a webhook can subscribe to ('*': all of them, and any added later) */
-export const WEBHOOK_EVENT_TYPES = [
-  'topup.completed',
-  'transfer.completed',
-  'payment.authorized',
-  'payment.captured',
-  'payment.voided',
-  'payment.expired',
-  'payment.refunded',
-  'payment.declined',
-] as const;
+export const WEBHOOK_EVENT_TYPES = MONEY_EVENT_TYPES;
 export const ALL_EVENTS = '*';
 export const DELIVERY_STATUSES = ['pending', 'delivered', 'dead'] as const;
 export type DeliveryStatus = (typeof DELIVERY_STATUSES)[number];
