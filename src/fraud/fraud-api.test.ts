@@ -8,10 +8,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
-import { balance, createTestPlatform, fund, moneyPost, PERMISSIVE_FRAUD_RULES, signUp, type TestPlatform, type TestUser } from '../test-support/platform.js';
+import { addCard, balance, createTestPlatform, fund, moneyPost, PERMISSIVE_FRAUD_RULES, signUp, type TestPlatform, type TestUser } from '../test-support/platform.js';
 import { loadConfig } from '../config/index.js';
 import { createPlatform } from '../platform.js';
 import { buildApp } from '../app.js';
+import { createNetworkSimulator } from '../network/index.js';
 import { reconcile } from '../ledger/reconcile.js';
 import { DEFAULT_RULES, type Rules } from './rules.js';
 import { startFraudServer } from './remote.js';
@@ -100,6 +101,96 @@ describe('transfers held for review', () => {
 });
 
 writeFileSync(join(dir, 'deny.json'), JSON.stringify({ ...JSON.parse(JSON.stringify(DEFAULT_RULES)), thresholds: {}, model: { review: 1, decline: 1 } }));
+
+describe('top-ups held for review', () => {
+  let t: TestPlatform;
+  let analyst: TestUser;
+  const network = createNetworkSimulator();
+  beforeAll(async () => {
+    // a young account's top-up of 100.00 or more is held
+    t = await createTestPlatform({ FRAUD_RULES_FILE: rulesFile((r) => ({ ...r, version: 'test-topup-review', thresholds: { youngAccount: { maxAgeMs: 86_400_000, minAmountMinor: 10_000, outcome: 'review' } } })) }, { network });
+    analyst = await signUp(t.app);
+  });
+  afterAll(() => t?.close());
+
+  async function heldTopup(user: TestUser): Promise<{ id: string; ref: string }> {
+    const pm = await addCard(t.app, user);
+    const res = await moneyPost(t.app, user, '/v1/topups', { paymentMethodId: pm, amount: 20_000, currency: 'USD' });
+    expect(res.statusCode).toBe(201);
+    expect(res.json().status).toBe('pending_review');
+    const id = res.json().id as string;
+    const [row] = await t.platform.db.clusters[0]!.sql<{ network_ref: string }[]>`select network_ref from topups where id = ${id}`;
+    expect(network.inspect(row!.network_ref)).toMatchObject({ amountMinor: 20_000n, capturedMinor: 0n, voided: false });
+    expect((await balance(t.app, user)).available).toBe(0);
+    return { id, ref: row!.network_ref };
+  }
+
+  test('the card is only authorized until an operator approves; then it is captured and the wallet credited', async () => {
+    const user = await signUp(t.app);
+    const { id, ref } = await heldTopup(user);
+    const res = await t.app.inject({ method: 'POST', url: `/v1/admin/fraud/reviews/${id}/approve`, headers: operatorAuth(t, analyst) });
+    expect(res.statusCode).toBe(200);
+    expect(network.inspect(ref)).toMatchObject({ capturedMinor: 20_000n, voided: false });
+    expect(await balance(t.app, user)).toEqual({ available: 20_000, pending: 0 });
+    expect((await reconcile(t.platform.db)).ok).toBe(true);
+  });
+
+  test('a declined top-up releases the card authorization and credits nothing', async () => {
+    const user = await signUp(t.app);
+    const { id, ref } = await heldTopup(user);
+    const res = await t.app.inject({ method: 'POST', url: `/v1/admin/fraud/reviews/${id}/decline`, headers: operatorAuth(t, analyst) });
+    expect(res.statusCode).toBe(200);
+    expect(network.inspect(ref)).toMatchObject({ capturedMinor: 0n, voided: true });
+    expect(await balance(t.app, user)).toEqual({ available: 0, pending: 0 });
+    const [row] = await t.platform.db.clusters[0]!.sql<{ status: string; decline_code: string }[]>`select status, decline_code from topups where id = ${id}`;
+    expect(row).toEqual({ status: 'declined', decline_code: 'fraud_review' });
+    expect((await reconcile(t.platform.db)).ok).toBe(true);
+  });
+});
+
+describe('merchant payments held for review', () => {
+  let t: TestPlatform;
+  let analyst: TestUser;
+  let shop: TestUser;
+  beforeAll(async () => {
+    // a first payment of 100.00 or more to a merchant never paid before is held
+    t = await createTestPlatform({ FRAUD_RULES_FILE: rulesFile((r) => ({ ...r, version: 'test-payment-review', thresholds: { newCounterpartyLarge: { minAmountMinor: 10_000, outcome: 'review' } } })) });
+    [analyst, shop] = await Promise.all([signUp(t.app), signUp(t.app, { kind: 'merchant' })]);
+  });
+  afterAll(() => t?.close());
+
+  async function heldPayment(payer: TestUser): Promise<string> {
+    await fund(t.app, payer, 50_000);
+    const res = await moneyPost(t.app, payer, '/v1/payments', { merchantId: shop.id, amount: 20_000, currency: 'USD', capture: true });
+    expect(res.statusCode).toBe(201);
+    expect(res.json().status).toBe('authorized'); // held: authorized only, though capture was asked
+    expect(await balance(t.app, payer)).toEqual({ available: 30_000, pending: 20_000 });
+    return res.json().id as string;
+  }
+
+  test('the merchant cannot capture until an operator approves; then the capture moves the money', async () => {
+    const payer = await signUp(t.app);
+    const id = await heldPayment(payer);
+    const early = await moneyPost(t.app, shop, `/v1/payments/${id}/capture`, {});
+    expect(early.statusCode).toBe(409);
+    expect((await t.app.inject({ method: 'POST', url: `/v1/admin/fraud/reviews/${id}/approve`, headers: operatorAuth(t, analyst) })).statusCode).toBe(200);
+    const captured = await moneyPost(t.app, shop, `/v1/payments/${id}/capture`, {});
+    expect(captured.statusCode).toBe(200);
+    expect(captured.json().status).toBe('captured');
+    expect(await balance(t.app, payer)).toEqual({ available: 30_000, pending: 0 });
+    expect((await balance(t.app, shop)).available).toBe(20_000);
+    expect((await reconcile(t.platform.db)).ok).toBe(true);
+  });
+
+  test('a declined review voids the payment and returns the hold to the payer', async () => {
+    const payer = await signUp(t.app);
+    const id = await heldPayment(payer);
+    expect((await t.app.inject({ method: 'POST', url: `/v1/admin/fraud/reviews/${id}/decline`, headers: operatorAuth(t, analyst) })).statusCode).toBe(200);
+    expect((await t.app.inject({ method: 'GET', url: `/v1/payments/${id}`, headers: payer.auth })).json().status).toBe('voided');
+    expect(await balance(t.app, payer)).toEqual({ available: 50_000, pending: 0 });
+    expect((await reconcile(t.platform.db)).ok).toBe(true);
+  });
+});
 
 describe('declined requests', () => {
   let t: TestPlatform;

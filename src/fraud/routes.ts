@@ -14,8 +14,8 @@ import { createReviewService, REVIEWS_PAGE_MAX } from './reviews.js';
 export const OPERATOR_ROLE = 'operator';
 
 const ReviewSchema = Type.Object({
-  id: Type.String({ description: 'the held transfer or top-up' }),
-  kind: Type.Union([Type.Literal('transfer'), Type.Literal('topup')]),
+  id: Type.String({ description: 'the held transfer, top-up or payment' }),
+  kind: Type.Union([Type.Literal('transfer'), Type.Literal('topup'), Type.Literal('payment')]),
   userId: Type.String(),
   counterpartyId: Type.Union([Type.String(), Type.Null()]),
   amount: MoneyOut,

@@ -539,6 +539,7 @@ class Writes {
   refunds: Extract<Op, { t: 'refund' }>['row'][] = [];
   fraudReviews: Extract<Op, { t: 'fraud_review' }>['row'][] = [];
   fraudDecisions: Extract<Op, { t: 'fraud_review_decide' }>[] = [];
+  topupUpdates: Extract<Op, { t: 'topup_update' }>[] = [];
   idempotency: { userId: string; key: string; requestHash: string; shard: number; status: number; json: string }[] = [];
 
   /** shard: the shard of the command (the initiating user's), recorded on its ledger rows */
@@ -556,6 +557,7 @@ class Writes {
         case 'refund': this.refunds.push(op.row); break;
         case 'fraud_review': this.fraudReviews.push(op.row); break;
         case 'fraud_review_decide': this.fraudDecisions.push(op); break;
+        case 'topup_update': this.topupUpdates.push(op); break;
       }
     }
   }
@@ -629,6 +631,12 @@ class Writes {
       q.push(tx`update fraud_reviews as f set status = d.status, decided_by = d.by, decided_at = ${now}
         from unnest(${pgArray(r.map((x) => x.id))}::text[], ${pgArray(r.map((x) => x.status))}::text[], ${pgArray(r.map((x) => x.decidedBy))}::text[]) as d(id, status, by)
         where f.id = d.id and f.status = 'pending'`);
+    }
+    if (this.topupUpdates.length) {
+      const u = this.topupUpdates;
+      q.push(tx`update topups as t set status = d.status, decline_code = d.code
+        from unnest(${pgArray(u.map((x) => x.id))}::text[], ${pgArray(u.map((x) => x.status))}::text[], ${pgArray(u.map((x) => x.declineCode))}::text[]) as d(id, status, code)
+        where t.id = d.id and t.status = 'pending_review'`);
     }
     if (this.paymentUpdates.size) {
       const u = [...this.paymentUpdates.values()];

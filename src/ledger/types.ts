@@ -92,13 +92,15 @@ export type Op =
   | { t: 'refund'; row: { id: string; shard: number; paymentId: string; amount: bigint; currency: string; createdAt: Date } }
   /** a request held for a fraud analyst (its pending transfer is in the same batch) */
   | { t: 'fraud_review'; row: FraudReviewRow }
-  | { t: 'fraud_review_decide'; id: string; status: 'approved' | 'declined'; decidedBy: string };
+  | { t: 'fraud_review_decide'; id: string; status: 'approved' | 'declined'; decidedBy: string }
+  /** a held top-up decided */
+  | { t: 'topup_update'; id: string; status: 'completed' | 'declined'; declineCode: string | null };
 
 export interface FraudReviewRow {
   id: string;
   shard: number;
   userId: string;
-  kind: 'transfer' | 'topup';
+  kind: 'transfer' | 'topup' | 'payment';
   counterpartyId: string | null;
   amount: bigint;
   currency: string;
@@ -116,7 +118,7 @@ export interface TopupRow {
   paymentMethodId: string;
   amount: bigint;
   currency: string;
-  status: 'completed' | 'declined';
+  status: 'completed' | 'declined' | 'pending_review';
   declineCode: string | null;
   networkRef: string | null;
   createdAt: Date;

@@ -69,7 +69,7 @@ export function paymentView(pay: PaymentState, declineCode: string | null = null
   };
 }
 
-function outbox(pay: PaymentState, type: EventType, at: Date, payload: Record<string, unknown>): Op {
+export function outbox(pay: PaymentState, type: EventType, at: Date, payload: Record<string, unknown>): Op {
   const shard = shardOf(pay.id);
   return { t: 'outbox', event: { eventId: newId('evt', shard, at), topic: 'transaction-events', partitionKey: pay.payerId, shard, type, payload } };
 }
@@ -83,7 +83,7 @@ function historyRows(pay: PaymentState, status: 'pending' | 'completed'): Op[] {
 }
 
 /** Moves both sides' history rows of a payment to a new status (and the amount that finally moved). */
-function historyStatus(pay: PaymentState, status: 'completed' | 'voided', amount: bigint): Op[] {
+export function historyStatus(pay: PaymentState, status: 'completed' | 'voided', amount: bigint): Op[] {
   const users = pay.source === 'wallet' ? [pay.merchantId, pay.payerId] : [pay.merchantId];
   return users.map((userId) => ({ t: 'history_status', userId, id: pay.id, createdAt: pay.createdAt, status, amount }));
 }
@@ -153,7 +153,7 @@ export function createPaymentService(p: Platform, wallets: WalletDirectory, meth
   };
 
   /** Writes an approved authorization (and, with capture, its posting) in one command. */
-  const authorize = (me: Principal, pay: PaymentState, debit: string, idem: Idem): Promise<CommandResult> => {
+  const authorize = (me: Principal, pay: PaymentState, debit: string, idem: Idem, extra: (pay: PaymentState) => Op[] = () => []): Promise<CommandResult> => {
     const captured = pay.status === 'captured';
     return p.engine.submit({
       shard: me.shard,
@@ -166,6 +166,7 @@ export function createPaymentService(p: Platform, wallets: WalletDirectory, meth
           { t: 'payment_insert', row: { ...pay, shard: me.shard, declineCode: null } },
           ...historyRows(pay, captured ? 'completed' : 'pending'),
           outbox(pay, captured ? 'payment.captured' : 'payment.authorized', pay.createdAt, { ...paymentView(pay), payerAccount: debit, merchantWalletId: pay.merchantWalletId }),
+          ...extra(pay),
         ],
         answer: { status: 201, body: paymentView(pay) },
       }),
@@ -189,14 +190,14 @@ export function createPaymentService(p: Platform, wallets: WalletDirectory, meth
     };
   };
 
-  const fromWallet = async (me: Principal, input: CreatePaymentInput, idem: Idem): Promise<CommandResult> => {
+  const fromWallet = async (me: Principal, input: CreatePaymentInput, idem: Idem, extra?: (pay: PaymentState) => Op[]): Promise<CommandResult> => {
     const payerWallet = await wallets.find(me.userId, input.currency);
     if (!payerWallet) return asResult(refusal('currency_mismatch', `You have no ${input.currency} wallet.`));
     const pay = newPayment(me, input, { source: 'wallet', payerWalletId: payerWallet, merchantWalletId: await merchantWallet(input.merchantId, input.currency), networkRef: null, paymentMethodId: null });
-    return authorize(me, pay, payerWallet, idem);
+    return authorize(me, pay, payerWallet, idem, extra);
   };
 
-  const fromCard = async (me: Principal, input: CreatePaymentInput & { paymentMethodId: string }, idem: Idem): Promise<CommandResult> => {
+  const fromCard = async (me: Principal, input: CreatePaymentInput & { paymentMethodId: string }, idem: Idem, extra?: (pay: PaymentState) => Op[]): Promise<CommandResult> => {
     // A replay must not reach the network again.
     const prior = await findIdempotencyRecord(p.db.forShard(me.shard).sql, me.userId, idem.key, idem.requestHash);
     if (prior) return prior;
@@ -218,7 +219,7 @@ export function createPaymentService(p: Platform, wallets: WalletDirectory, meth
     const fields = { source: 'card' as const, payerWalletId: null, merchantWalletId, paymentMethodId: input.paymentMethodId };
     if (auth.approved) {
       const pay = newPayment(me, input, { ...fields, networkRef: auth.ref });
-      return authorize(me, pay, await payerAccount(pay), idem);
+      return authorize(me, pay, await payerAccount(pay), idem, extra);
     }
     const declineCode = auth.declineCode;
     const pay: PaymentState = { ...newPayment(me, input, { ...fields, networkRef: null }), status: 'declined', capturedAmount: 0n, expiresAt: null };
@@ -261,8 +262,9 @@ export function createPaymentService(p: Platform, wallets: WalletDirectory, meth
 
   return {
     /**
-     * Scored before any money or card is touched. Holding a merchant payment for review is not
-     * built: a review score declines it like a decline does (the alert says which).
+     * Scored before any money or card is touched. Decline: 422, nothing moves. Review: the
+     * payment is only authorized (a hold, even when capture was asked), and the merchant cannot
+     * capture it until an operator approves; a declined review voids it (fraud/reviews.ts).
      */
     async create(me: Principal, input: CreatePaymentInput, idem: Idem, ctx: RequestContext = {}): Promise<CommandResult> {
       const prior = await findIdempotencyRecord(p.db.forShard(me.shard).sql, me.userId, idem.key, idem.requestHash);
@@ -272,7 +274,7 @@ export function createPaymentService(p: Platform, wallets: WalletDirectory, meth
       const at = new Date();
       const fraudReq: FraudRequest = { requestId: `${me.userId}:${idem.key}`, kind: 'payment', userId: me.userId, amountMinor: input.amountMinor, currency: input.currency, counterpartyId: input.merchantId, ...(input.paymentMethodId ? { paymentMethodId: input.paymentMethodId } : {}), ipCountry: ctx.clientCountry, at };
       const decision = await p.fraud.check(fraudReq);
-      if (decision.outcome !== 'approve') {
+      if (decision.outcome === 'decline') {
         const result = await p.engine.submit({
           shard: me.shard,
           idempotency: { userId: me.userId, ...idem },
@@ -285,11 +287,19 @@ export function createPaymentService(p: Platform, wallets: WalletDirectory, meth
         if (!result.replayed) p.metrics.movement('payment', input.currency, 'fraud_declined', input.amountMinor);
         return result;
       }
-      const result = input.paymentMethodId ? await fromCard(me, { ...input, paymentMethodId: input.paymentMethodId }, idem) : await fromWallet(me, input, idem);
+      const held = decision.outcome === 'review';
+      const asked = held ? { ...input, capture: false } : input;
+      const extra = held
+        ? (pay: PaymentState): Op[] => [
+            { t: 'fraud_review', row: { id: pay.id, shard: me.shard, userId: me.userId, kind: 'payment', counterpartyId: input.merchantId, amount: input.amountMinor, currency: input.currency, score: decision.score, reasons: decision.reasons, createdAt: pay.createdAt } },
+            fraudAlert(me.userId, me.shard, pay.createdAt, 'fraud.review', { requestId: fraudReq.requestId, kind: 'payment', paymentId: pay.id, merchantId: input.merchantId, amount: input.amountMinor, currency: input.currency, decision }),
+          ]
+        : undefined;
+      const result = asked.paymentMethodId ? await fromCard(me, { ...asked, paymentMethodId: asked.paymentMethodId }, idem, extra) : await fromWallet(me, asked, idem, extra);
       if (!result.replayed) {
         const status = (result.body as { status?: unknown; code?: string }).code ?? (result.body as { status: string }).status;
         p.metrics.movement('payment', input.currency, status === 'captured' ? 'completed' : String(status), input.amountMinor);
-        if (result.status === 201 && (status === 'captured' || status === 'authorized')) p.fraud.completed(fraudReq);
+        if (result.status === 201 && !held && (status === 'captured' || status === 'authorized')) p.fraud.completed(fraudReq);
       }
       return result;
     },
@@ -306,6 +316,8 @@ export function createPaymentService(p: Platform, wallets: WalletDirectory, meth
     /** Posts `amountMinor` (default: all) of the hold and releases the rest. */
     async capture(me: Principal, id: string, amountMinor: bigint | undefined, idem: Idem): Promise<CommandResult> {
       const pay = await loadForMerchant(me, id);
+      const [underReview] = await clusterOf(id).sql`select 1 from fraud_reviews where id = ${id} and status = 'pending'`;
+      if (underReview) return asResult(refusal('conflict', 'The payment is under fraud review; it can be captured once approved.'));
       const debit = await payerAccount(pay);
       const result = await p.engine.submit({
         shard: shardOf(id),

@@ -11,7 +11,7 @@ import { createTopupService } from './service.js';
 const CreateTopup = Type.Object({ paymentMethodId: Type.String({ minLength: 1, maxLength: 64 }), amount: AmountIn, currency: Currency }, { additionalProperties: false });
 const TopupSchema = Type.Object({
   id: Type.String(),
-  status: Type.Union([Type.Literal('completed'), Type.Literal('declined')]),
+  status: Type.Union([Type.Literal('completed'), Type.Literal('declined'), Type.Literal('pending_review')], { description: 'pending_review: held by fraud screening; the card is authorized and the credit pending until an analyst decides' }),
   amount: MoneyOut,
   currency: Type.String(),
   paymentMethodId: Type.String(),
