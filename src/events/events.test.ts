@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createTestPlatform, type TestPlatform, until } from '../test-support/platform.js';
-import { assertNatsAnswers, dropNamespace, natsEnv, natsNamespace } from '../test-support/nats.js';
+import { busEnv, dropNamespace } from '../test-support/nats.js';
 import { appendOutbox } from './outbox.js';
 import { createRelay } from './relay.js';
 import { once } from './inbox.js';
@@ -25,12 +25,9 @@ describe.each(['memory', 'jetstream'] as const)('event backbone on the %s bus', 
   let t: TestPlatform;
   let ns = '';
   beforeAll(async () => {
-    let env: Record<string, string> = {};
-    if (kind === 'jetstream') {
-      await assertNatsAnswers();
-      ns = natsNamespace();
-      env = natsEnv(ns);
-    }
+    const bus = await busEnv(kind);
+    ns = bus.namespace;
+    const env = bus.env;
     t = await createTestPlatform({ ...env, BUS_MAX_DELIVER: '3', RELAY_BATCH_SIZE: '100' });
     await t.platform.db.clusters[0]!.sql`create table test_effects (grp text not null, event_id text not null, at timestamptz default clock_timestamp())`;
   });

@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createTestPlatform, type TestPlatform, until } from '../test-support/platform.js';
-import { assertNatsAnswers, dropNamespace, natsEnv, natsNamespace } from '../test-support/nats.js';
+import { busEnv, dropNamespace } from '../test-support/nats.js';
 import { appendOutbox } from './outbox.js';
 import { once } from './inbox.js';
 import { newId, newShard } from '../shared/ids.js';
@@ -40,11 +40,9 @@ describe.each(['memory', 'jetstream'] as const)('relay killed mid-batch on the %
   let env: Record<string, string> = {};
   const subs: Subscription[] = [];
   beforeAll(async () => {
-    if (kind === 'jetstream') {
-      await assertNatsAnswers();
-      ns = natsNamespace();
-      env = natsEnv(ns);
-    }
+    const bus = await busEnv(kind);
+    ns = bus.namespace;
+    env = bus.env;
     t = await createTestPlatform(env);
     const sql = t.platform.db.clusters[0]!.sql;
     await sql`create table test_effects (grp text not null, event_id text not null)`;

@@ -9,7 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { createTestPlatform, fund, moneyPost, signUp, type TestPlatform, until } from '../test-support/platform.js';
-import { assertNatsAnswers, dropNamespace, natsEnv, natsNamespace } from '../test-support/nats.js';
+import { busEnv, dropNamespace } from '../test-support/nats.js';
 import { startEventRoles, type EventRoles } from './roles.js';
 import { verifyWebhookSignature } from '../webhooks/index.js';
 import { verifyAuditChain } from '../audit/verify.js';
@@ -25,12 +25,9 @@ describe.each(['memory', 'jetstream'] as const)('event roles on the %s bus', (ki
   const received: { headers: Record<string, string | string[] | undefined>; body: string }[] = [];
 
   beforeAll(async () => {
-    let env: Record<string, string> = {};
-    if (kind === 'jetstream') {
-      await assertNatsAnswers();
-      ns = natsNamespace();
-      env = natsEnv(ns);
-    }
+    const bus = await busEnv(kind);
+    ns = bus.namespace;
+    const env = bus.env;
     mailbox = mkdtempSync(join(tmpdir(), 'wallet-mailbox-'));
     hooks = createServer((req, res) => {
       let body = '';

@@ -40,3 +40,12 @@ export async function dropNamespace(namespace: string): Promise<void> {
     await nc.close();
   }
 }
+
+/** The env of a platform on one of the two buses: nothing for the in-process one; for
+ *  JetStream, checks the server answers and returns a fresh namespace (drop it afterwards). */
+export async function busEnv(kind: 'memory' | 'jetstream'): Promise<{ env: Record<string, string>; namespace: string }> {
+  if (kind === 'memory') return { env: {}, namespace: '' };
+  await assertNatsAnswers();
+  const namespace = natsNamespace();
+  return { env: natsEnv(namespace), namespace };
+}
