@@ -78,8 +78,8 @@ describe.each(['memory', 'jetstream'] as const)('relay killed mid-batch on the %
 
     const second = startChild(childEnv);
     try {
-      await until(async () => (await sql`select 1 from outbox where sent_at is null limit 1`).length === 0, 20_000, () => `outbox drained (child said: ${second.lines.slice(-3).join(' | ')}; stderr: ${second.stderr().slice(-2000)})`);
-      await until(async () => Number((await sql<{ n: bigint }[]>`select count(*) as n from test_effects`)[0]!.n) >= 2 * EVENTS, 20_000, 'effects');
+      await until(async () => (await sql`select 1 from outbox where sent_at is null limit 1`).length === 0, 45_000, () => `outbox drained (child said: ${second.lines.slice(-3).join(' | ')}; stderr: ${second.stderr().slice(-2000)})`);
+      await until(async () => Number((await sql<{ n: bigint }[]>`select count(*) as n from test_effects`)[0]!.n) >= 2 * EVENTS, 45_000, 'effects');
       await new Promise((r) => setTimeout(r, 300)); // room for a duplicate to show
     } finally {
       second.child.kill('SIGKILL');
@@ -89,5 +89,5 @@ describe.each(['memory', 'jetstream'] as const)('relay killed mid-batch on the %
       const [r] = await sql<{ n: bigint; distinct: bigint }[]>`select count(*) as n, count(distinct event_id) as distinct from test_effects where grp = ${group}`;
       expect({ group, n: r!.n, distinct: r!.distinct }).toEqual({ group, n: BigInt(EVENTS), distinct: BigInt(EVENTS) });
     }
-  });
+  }, 150_000);
 });
