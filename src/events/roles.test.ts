@@ -80,3 +80,14 @@ describe.each(['memory', 'jetstream'] as const)('event roles on the %s bus', (ki
     expect(received).toHaveLength(1);
   });
 });
+
+describe('event roles on the in-process bus', () => {
+  test('refuse a relay without its consumers in the process (events would be marked sent unhandled)', async () => {
+    const t = await createTestPlatform();
+    try {
+      expect(() => startEventRoles(t.platform, ['api', 'relay'])).toThrow(/relay must run with notify and workers/);
+    } finally {
+      await t.close();
+    }
+  });
+});

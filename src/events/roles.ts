@@ -25,6 +25,11 @@ export interface EventRoles {
 export function startEventRoles(p: Platform, roles: readonly Role[]): EventRoles {
   const notify = roles.includes('notify');
   const workers = roles.includes('workers');
+  // The in-process bus reaches only this process's consumers: a relay here without them would
+  // mark events sent that no group ever handles.
+  if (p.bus.kind === 'memory' && roles.includes('relay') && !(notify && workers)) {
+    throw new Error('WALLET_ROLES: with the in-process bus (no NATS_URL) the relay must run with notify and workers in one process; set NATS_URL to run them apart');
+  }
   const notifications = notify || workers ? createNotifications(p) : undefined;
 
   const specs: ConsumerSpec[] = [];
