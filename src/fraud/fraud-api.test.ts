@@ -21,8 +21,10 @@ import { OPERATOR_ROLE } from './routes.js';
 const dir = mkdtempSync(join(tmpdir(), 'wallet-fraud-rules-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 let files = 0;
+/** a budget no loaded CI machine exceeds: these tests are about decisions, not the fail policy */
+const GENEROUS_POLICY: Rules['policy'] = { budgetMs: 5000, onFailure: { approveBelowMinor: 10_000, above: 'review' } };
 function rulesFile(patch: (r: Rules) => Rules): string {
-  const base: Rules = { ...structuredClone(DEFAULT_RULES), thresholds: {}, model: { review: 1, decline: 1 }, policy: { budgetMs: 5000, onFailure: { approveBelowMinor: 10_000, above: 'review' } } };
+  const base: Rules = { ...structuredClone(DEFAULT_RULES), thresholds: {}, model: { review: 1, decline: 1 }, policy: GENEROUS_POLICY };
   const file = join(dir, `rules-${files++}.json`);
   writeFileSync(file, JSON.stringify(patch(base)));
   return file;
@@ -100,7 +102,7 @@ describe('transfers held for review', () => {
   });
 });
 
-writeFileSync(join(dir, 'deny.json'), JSON.stringify({ ...JSON.parse(JSON.stringify(DEFAULT_RULES)), thresholds: {}, model: { review: 1, decline: 1 } }));
+writeFileSync(join(dir, 'deny.json'), JSON.stringify({ ...JSON.parse(JSON.stringify(DEFAULT_RULES)), thresholds: {}, model: { review: 1, decline: 1 }, policy: GENEROUS_POLICY }));
 
 describe('top-ups held for review', () => {
   let t: TestPlatform;
@@ -205,7 +207,7 @@ describe('declined requests', () => {
   test('a deny-listed sender gets 422 fraud_declined, nothing moves, and the answer replays', async () => {
     await fund(t.app, mallory, 50_000);
     // deny her from now on: the rules file is reloaded without a restart
-    writeFileSync(join(dir, 'deny.json'), JSON.stringify({ ...JSON.parse(JSON.stringify(DEFAULT_RULES)), thresholds: {}, model: { review: 1, decline: 1 }, version: 'test-deny-2', deny: { users: [mallory.id], counterparties: [], countries: [] } }));
+    writeFileSync(join(dir, 'deny.json'), JSON.stringify({ ...JSON.parse(JSON.stringify(DEFAULT_RULES)), thresholds: {}, model: { review: 1, decline: 1 }, policy: GENEROUS_POLICY, version: 'test-deny-2', deny: { users: [mallory.id], counterparties: [], countries: [] } }));
     await t.platform.fraudScoring.rules.reload();
     const key = 'deny-once';
     const res = await moneyPost(t.app, mallory, '/v1/transfers', { to: bob.id, amount: 1000, currency: 'USD' }, key);
