@@ -68,15 +68,34 @@ describe('HTTP conventions', () => {
   });
 });
 
+describe('when something fails on our side', () => {
+  it('answers a masked 500 naming the request id, never the internals', async () => {
+    const own = await createTestPlatform();
+    try {
+      const u = await signUp(own.app);
+      (own.platform.cache as { get: unknown }).get = async () => {
+        throw new TypeError('cannot read select * from accounts (at src/wallets/service.ts:42)');
+      };
+      const res = await own.app.inject({ method: 'GET', url: '/v1/wallets', headers: { ...u.auth, 'x-request-id': 'trace-me' } });
+      expect(res.statusCode).toBe(500);
+      expect(res.json()).toMatchObject({ code: 'internal', status: 500 });
+      expect(res.json().detail).toContain('trace-me');
+      expect(res.body).not.toMatch(/select|accounts|\.ts|TypeError/i);
+    } finally {
+      await own.close();
+    }
+  });
+});
+
 describe('when the database is gone', () => {
-  it('answers a masked 500 (no SQL, no stack) and readiness names the cluster', async () => {
+  it('answers 503 unavailable with Retry-After (no SQL, no stack) and readiness names the cluster', async () => {
     const own = await createTestPlatform();
     const u = await signUp(own.app);
     await own.platform.db.close();
     const res = await own.app.inject({ method: 'GET', url: '/v1/wallets', headers: { ...u.auth, 'x-request-id': 'trace-me' } });
-    expect(res.statusCode).toBe(500);
-    expect(res.json()).toMatchObject({ code: 'internal', status: 500 });
-    expect(res.json().detail).toContain('trace-me');
+    expect(res.statusCode).toBe(503);
+    expect(res.json()).toMatchObject({ code: 'unavailable', status: 503 });
+    expect(Number(res.headers['retry-after'])).toBeGreaterThan(0);
     expect(res.body).not.toMatch(/select|accounts|at .*\.ts|postgres/i);
     const ready = await own.app.inject({ method: 'GET', url: '/readyz' });
     expect(ready.statusCode).toBe(503);

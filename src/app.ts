@@ -17,6 +17,7 @@ import addFormats from 'ajv-formats';
 import type { Platform } from './platform.js';
 import { ProblemError, problem, type Problem } from './http/problem.js';
 import { EngineUnavailable } from './ledger/engine.js';
+import { fencedShardOf } from './db/shard-map.js';
 import { ProblemSchema } from './http/schemas.js';
 import { authRoutes } from './auth/routes.js';
 import { userRoutes } from './users/routes.js';
@@ -32,6 +33,7 @@ import { webhookRoutes } from './webhooks/routes.js';
 import { fraudAdminRoutes } from './fraud/routes.js';
 import { operationsRoutes } from './observability/routes.js';
 import { docsHttpCaching } from './http/l3.js';
+import { registerShedding, shedLimits } from './http/shedding.js';
 import type { Principal } from './auth/tokens.js';
 
 declare module 'fastify' {
@@ -89,6 +91,8 @@ export async function buildApp(platform: Platform): Promise<FastifyInstance> {
 
   await app.register(helmet, { global: true, contentSecurityPolicy: { directives: { 'img-src': ["'self'", 'data:'] } }, hsts: config.nodeEnv === 'production' });
   await app.register(compress, { global: true, threshold: 1024, encodings: ['br', 'gzip'], brotliOptions: { params: { [zlib.BROTLI_PARAM_QUALITY]: 4 } } });
+  // after helmet, so a shed answer carries the security headers too; before every route's auth
+  registerShedding(app as unknown as FastifyInstance, shedLimits(config), platform.metrics.registry);
   app.addSchema(ProblemSchema);
   await app.register(swagger, {
     openapi: {
@@ -158,6 +162,27 @@ function toProblem(err: FastifyError, req: FastifyRequest, platform: Platform): 
     return { status: 400, body: problem('validation_failed', 'The request could not be parsed.'), headers: {} };
   }
   if (err.statusCode === 503) return { status: 503, body: problem('unavailable'), headers: { 'retry-after': '1' } };
+  if (fencedShardOf(err) !== undefined) {
+    // a write outside the ledger engine met a shard move's fence (src/db/shard-map.ts): this
+    // process's routing is stale or the move is in its final step; a retry goes where it lives now
+    void platform.db.refreshShardMap().catch(() => undefined);
+    return { status: 503, body: problem('unavailable', 'Your data is moving between database clusters; retry in a second (with the same Idempotency-Key for money requests).'), headers: { 'retry-after': '1' } };
+  }
+  if (isDatabaseUnavailable(err)) {
+    // a cluster down or failing over: only its shards' users get this, and a retry with the same
+    // Idempotency-Key is safe (an answer that was lost replays)
+    req.log.warn({ err: { code: (err as { code?: string }).code, message: err.message }, reqId: req.id }, 'database unavailable');
+    return { status: 503, body: problem('unavailable', 'Your data is briefly unavailable; retry in a few seconds (with the same Idempotency-Key for money requests).'), headers: { 'retry-after': '2' } };
+  }
   req.log.error({ err, reqId: req.id }, 'unhandled error');
   return { status: 500, body: problem('internal', `Something went wrong on our side. Quote request id ${req.id} when reporting it.`), headers: {} };
+}
+
+/** connection loss, refused or timed-out connections, a server shutting down or not yet accepting, a write reaching a standby */
+const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006', '25006', '53300']);
+
+export function isDatabaseUnavailable(err: unknown): boolean {
+  const code = (err as { code?: unknown })?.code;
+  if (typeof code !== 'string') return false;
+  return UNAVAILABLE_SQLSTATES.has(code) || code.startsWith('CONNECT') || code === 'CONNECTION_CLOSED' || code === 'CONNECTION_ENDED' || code === 'CONNECTION_DESTROYED' || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'ETIMEDOUT' || code === 'DB_DEADLINE';
 }

@@ -4,6 +4,7 @@
  */
 import type { Config } from './config/index.js';
 import { createDb, type Db } from './db/index.js';
+import { createRecentWrites, type RecentWrites } from './db/consistency.js';
 import { readTopologyFile, singleClusterTopology, validateTopology, type Topology } from './db/topology.js';
 import { createLedgerEngine, type LedgerEngine } from './ledger/engine.js';
 import { createSystemAccounts, type SystemAccounts } from './ledger/accounts.js';
@@ -32,6 +33,8 @@ export interface Platform {
   readonly network: PaymentNetwork;
   readonly inFlight: InFlight;
   readonly cache: Cache;
+  /** the last write position of the users this process wrote for (read-your-writes on replicas) */
+  readonly consistency: RecentWrites;
   /** the event bus the relay publishes to and consumers subscribe on */
   readonly bus: Bus;
   /** priority work queues (high, medium, low) drained by the workers role */
@@ -64,7 +67,16 @@ export function createPlatform(config: Config, overrides: PlatformOverrides = {}
   const topology = overrides.topology ?? resolveTopology(config, overrides.databaseUrl);
   const log = overrides.log ?? createLogger(config.logLevel);
   const metrics = createMetrics();
-  const db = createDb(topology, { poolMax: config.dbPoolMax, statementTimeoutMs: config.dbStatementTimeoutMs });
+  const db = createDb(topology, {
+    poolMax: config.dbPoolMax,
+    replicaPoolMax: config.dbReplicaPoolMax,
+    statementTimeoutMs: config.dbStatementTimeoutMs,
+    replicaMaxLagMs: config.replicaMaxLagMs,
+    replicaPollMs: config.replicaPollMs,
+    shardMapPollMs: config.shardMapPollMs,
+    metrics: metrics.db,
+  });
+  const consistency = createRecentWrites(config.consistencyRecentUsers);
   const cache = createCache(config, metrics.cache);
   const { bus, jobs } = createBackbone(config, log, metrics.events);
   const backboneStarted = Promise.all([bus.start(), jobs.start()]);
@@ -78,8 +90,11 @@ export function createPlatform(config: Config, overrides: PlatformOverrides = {}
       queueMax: config.ledgerQueueMax,
       concurrentBatches: config.ledgerConcurrentBatches,
       retries: config.ledgerBatchRetries,
+      batchTimeoutMs: config.ledgerBatchTimeoutMs,
+      fenceWaitMs: config.shardFenceWaitMs,
       // write-through before the callers are answered: their next read sees their own write
       onCommitted: async (effects) => {
+        if (effects.position) consistency.note(new Set(effects.wallets.map((w) => w.userId)), effects.position.cluster, effects.position.lsn);
         await Promise.all([cache.putVersioned(effects.wallets.map((w) => ({ key: cacheKey.balance(w.id), value: w }))), reviseRecent({ cache }, effects)]);
       },
     },
@@ -97,12 +112,16 @@ export function createPlatform(config: Config, overrides: PlatformOverrides = {}
     network: withTimeout(overrides.network ?? createNetworkSimulator(), config.networkTimeoutMs),
     inFlight: createInFlight(config.idempotencyInFlightMax),
     cache,
+    consistency,
     bus,
     jobs,
     fraud: fraud.client,
     fraudScoring: fraud,
     ready: async () => {
-      await Promise.all([cacheStarted, backboneStarted]);
+      // the routing of moved shards before the first request (a stale route is refused by the
+      // move's fence, but reads would see the old cluster until the first poll)
+      const shardMap = db.refreshShardMap().catch((err) => log.warn({ err }, 'reading the shard map failed; routing by the topology until a poll succeeds'));
+      await Promise.all([cacheStarted, backboneStarted, shardMap]);
     },
     async close() {
       await engine.stop();

@@ -8,7 +8,9 @@ import type { FastifyInstance } from 'fastify';
 import { listenHost, publicBaseUrl, type Config, type Role } from './config/index.js';
 import { resolveDatabase } from './db/resolve.js';
 import { migrate } from './db/migrate.js';
-import { createPlatform, type Platform } from './platform.js';
+import { createPlatform, resolveTopology, type Platform } from './platform.js';
+import { failoverManagerFor, type FailoverManager } from './db/failover.js';
+import { ensureExternalDurability } from './db/durability.js';
 import { buildApp } from './app.js';
 import { coreTasks, startMaintenance } from './maintenance/index.js';
 import { paymentTasks } from './payments/expiry.js';
@@ -31,9 +33,17 @@ export async function startServer(config: Config, roles: readonly Role[] = confi
   let warming: Warming | undefined;
   let events: EventRoles | undefined;
   let fraudServer: { app: FastifyInstance; url: string } | undefined;
+  let failover: FailoverManager | undefined;
   try {
-    platform = createPlatform(config, { databaseUrl: database.url, log });
+    const topology = database.topology ?? resolveTopology(config, database.url);
+    platform = createPlatform(config, { topology, log });
     await platform.ready();
+    // every cluster must answer at start: a typo in the topology fails here, naming the cluster,
+    // not later as one region's users' 503s
+    const down = await platform.db.unreachable(config.dbStartupTimeoutMs);
+    if (down.length) throw new Error(`database cluster${down.length > 1 ? 's' : ''} ${down.join(', ')} did not answer within ${config.dbStartupTimeoutMs} ms (check the topology's URLs and that the primaries run)`);
+    // an embedded cluster set wrote its durability at start; other clusters are checked (or set)
+    if (!database.clusterSet) await ensureExternalDurability(platform.db.clusters, { durability: config.dbDurability, apply: config.dbDurabilityApply, log });
     for (const c of platform.db.clusters) {
       const applied = await migrate(c.sql, { partitionsAheadMonths: config.partitionsAheadMonths });
       if (applied.length) log.info({ cluster: c.name, applied }, 'migrations applied');
@@ -45,6 +55,11 @@ export async function startServer(config: Config, roles: readonly Role[] = confi
     if (roles.includes('fraud') && !roles.includes('api')) {
       fraudServer = await startFraudServer(platform.fraudScoring.localScorer(), config, log);
       log.info({ url: fraudServer.url }, 'fraud role listening');
+    }
+    // beside the maintenance rounds, not in them: a dead primary cannot grant their advisory lock
+    if (roles.includes('maintenance')) {
+      failover = failoverManagerFor(config, topology, { managed: database.clusterSet?.clusters, log, metrics: platform.metrics.failover });
+      failover?.start();
     }
     const maintenance = roles.includes('maintenance') ? startMaintenance(platform, [...coreTasks(platform), ...paymentTasks(platform), ...eventTasks(platform)]) : undefined;
     let app: FastifyInstance | undefined;
@@ -64,11 +79,13 @@ export async function startServer(config: Config, roles: readonly Role[] = confi
     const p = platform;
     const ev = events;
     const fraud = fraudServer;
+    const fo = failover;
     return {
       platform: p,
       app,
       url,
       async stop() {
+        await fo?.stop(); // first: nodes stopping on purpose are no failure to act on
         await app?.close(); // stop accepting, finish requests in flight
         await fraud?.app.close();
         await ev.stop(); // the relay stops between batches, consumers finish what they hold
@@ -79,6 +96,7 @@ export async function startServer(config: Config, roles: readonly Role[] = confi
       },
     };
   } catch (err) {
+    await failover?.stop();
     await fraudServer?.app.close().catch(() => undefined);
     await events?.stop().catch(() => undefined);
     await warming?.stop();

@@ -30,7 +30,9 @@ interface Waiting {
 }
 
 /** Appends events to one cluster's chain in batches; append() resolves when its event is recorded. */
-export function createAuditAppender(sql: Sql, opts: AuditConsumerOptions = {}): { append(event: BusEvent): Promise<void> } {
+export function createAuditAppender(sqlOf: Sql | (() => Sql), opts: AuditConsumerOptions = {}): { append(event: BusEvent): Promise<void> } {
+  // a function: the cluster's primary pool may be replaced after a failover (Cluster.recyclePrimary)
+  const current = typeof sqlOf === 'function' && !('begin' in sqlOf) ? (sqlOf as () => Sql) : () => sqlOf as Sql;
   const batchMax = Math.max(1, opts.batchMax ?? 500);
   const queueMax = Math.max(batchMax, opts.queueMax ?? 10_000);
   const queue: Waiting[] = [];
@@ -41,12 +43,12 @@ export function createAuditAppender(sql: Sql, opts: AuditConsumerOptions = {}): 
     while (queue.length) {
       const batch = queue.splice(0, batchMax);
       try {
-        await appendAudit(sql, batch.map((w) => w.event));
+        await appendAudit(current(), batch.map((w) => w.event));
         for (const w of batch) w.done();
       } catch (err) {
         if (batch.length === 1) batch[0]!.done(err);
         // one event the database refuses must not fail its batch-mates on every redelivery
-        else for (const w of batch) await appendAudit(sql, [w.event]).then(() => w.done(), w.done);
+        else for (const w of batch) await appendAudit(current(), [w.event]).then(() => w.done(), w.done);
       }
     }
     draining = false;
@@ -65,7 +67,7 @@ export function createAuditAppender(sql: Sql, opts: AuditConsumerOptions = {}): 
 
 /** Group 'audit' on transaction-events and on audit-logs, sharing one appender per cluster. */
 export function auditConsumers(p: Platform, opts: AuditConsumerOptions = {}): ConsumerSpec[] {
-  const appenders = new Map(p.db.clusters.map((c) => [c.name, createAuditAppender(c.sql, opts)]));
+  const appenders = new Map(p.db.clusters.map((c) => [c.name, createAuditAppender(() => c.sql, opts)]));
   const handler = async (event: BusEvent) => {
     // a malformed event would fail its whole batch on every delivery: dead-letter it alone
     const problem = auditEventProblem(event);

@@ -43,6 +43,13 @@ export interface Versioned {
   version: bigint;
 }
 
+/**
+ * What a versioned load returns: the values, stored in the cache; or values read from a replica
+ * (`store: false`), answered but never stored: a replica may be behind a write whose
+ * write-through already happened, and the cache must not keep an older value past its lag.
+ */
+export type Loaded<T> = Map<string, T> | { values: Map<string, T>; store: false };
+
 export interface Cache {
   /** read-through for an unversioned key */
   get<T>(key: string, load: () => Promise<T>): Promise<T>;
@@ -50,7 +57,7 @@ export interface Cache {
    * Read-through for versioned keys (one L2 round trip for all of them): never returns a value
    * older than minVersions names; `load` gets the keys still missing and returns their values.
    */
-  getVersioned<T extends Versioned>(keys: string[], load: (missing: string[]) => Promise<Map<string, T>>, minVersions?: Map<string, bigint>): Promise<Map<string, T>>;
+  getVersioned<T extends Versioned>(keys: string[], load: (missing: string[]) => Promise<Loaded<T>>, minVersions?: Map<string, bigint>): Promise<Map<string, T>>;
   /** after a commit: the new values in, unless a newer one is there; other processes' L1 told */
   putVersioned<T extends Versioned>(entries: { key: string; value: T }[]): Promise<void>;
   /** after a commit: these keys are stale everywhere */
@@ -154,7 +161,7 @@ export function createCache(config: CacheConfig, metrics?: CacheMetrics): Cache 
       }
     },
 
-    async getVersioned<T extends Versioned>(keys: string[], load: (missing: string[]) => Promise<Map<string, T>>, minVersions = new Map<string, bigint>()): Promise<Map<string, T>> {
+    async getVersioned<T extends Versioned>(keys: string[], load: (missing: string[]) => Promise<Loaded<T>>, minVersions = new Map<string, bigint>()): Promise<Map<string, T>> {
       const out = new Map<string, T>();
       const fresh = (key: string, version: bigint) => version >= (minVersions.get(key) ?? -1n);
       let missing: string[] = [];
@@ -182,10 +189,12 @@ export function createCache(config: CacheConfig, metrics?: CacheMetrics): Cache 
       }
       if (missing.length) {
         const seen = new Map(missing.map((k) => [k, epochOf(k)]));
-        const loaded = await load(missing);
+        const result = await load(missing);
+        const store = result instanceof Map;
+        const loaded = result instanceof Map ? result : result.values;
         for (const [key, value] of loaded) {
           out.set(key, deepFreeze(value));
-          if (config.cacheL1MaxBytes === 0 && !l2) continue;
+          if (!store || (config.cacheL1MaxBytes === 0 && !l2)) continue;
           const text = encode(value);
           // a newer version announced while we loaded: leave L1 to the next read
           if (epochOf(key) === seen.get(key)) l1.setIfNewer(key, { text, value, version: value.version }, l1TtlFor(kindOf(key)));

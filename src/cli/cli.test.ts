@@ -2,7 +2,6 @@
  * The operator commands as an operator runs them: `node bin/wallet.js ...` in a child process,
  * configured by environment variables, against a test database of its own.
  */
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig } from '../config/index.js';
@@ -12,6 +11,7 @@ import { createLogger } from '../observability/logger.js';
 import { TEST_CARDS } from '../network/index.js';
 import { addCard, createTestDatabase, fund, moneyPost, signUp, PERMISSIVE_FRAUD_RULES } from '../test-support/platform.js';
 import { appendAudit } from '../audit/chain.js';
+import { runWalletCli, type CliResult } from '../test-support/cli.js';
 import { newId } from '../shared/ids.js';
 
 const TEST_ENV = { NODE_ENV: 'test', LOG_LEVEL: 'silent', LEDGER_BATCH_WINDOW_MS: '1', NETWORK_TIMEOUT_MS: '300', DB_POOL_MAX: '5', PASSWORD_HASH_LOG2_COST: '10', FRAUD_RULES_FILE: PERMISSIVE_FRAUD_RULES } as const;
@@ -27,24 +27,8 @@ async function database(): Promise<string> {
 }
 
 /** Runs the CLI with only the configuration given here (nothing inherited that names a database). */
-function wallet(args: string[], env: Record<string, string>): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^(DATABASE_URL|TEST_DATABASE_URL|WALLET_|VAULT_|REDIS_URL|NATS_URL|PORT|LOG_LEVEL|NODE_ENV)/.test(k)));
-  const child = spawn(process.execPath, ['bin/wallet.js', ...args], { env: { ...inherited, ...TEST_ENV, LOG_LEVEL: 'warn', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  child.stdout.on('data', (c: Buffer) => (stdout += c.toString()));
-  child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
-  return new Promise((ok, fail) => {
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      fail(new Error(`wallet ${args.join(' ')} did not finish in 90 s: ${stdout}${stderr}`));
-    }, 90_000);
-    child.on('error', fail);
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      ok({ code, stdout, stderr });
-    });
-  });
+function wallet(args: string[], env: Record<string, string>): Promise<CliResult> {
+  return runWalletCli(args, { ...TEST_ENV, LOG_LEVEL: 'warn', ...env });
 }
 
 async function withPlatform<T>(url: string, env: Record<string, string>, fn: (p: Platform, app: Awaited<ReturnType<typeof buildApp>>) => Promise<T>): Promise<T> {

@@ -22,7 +22,7 @@ export const EXIT_VIOLATIONS = 2;
 export async function withPlatform<T>(fn: (p: Platform) => Promise<T>): Promise<T> {
   const config = loadConfig();
   const database = await resolveDatabase(config);
-  const platform = createPlatform(config, { databaseUrl: database.url, log: createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel) });
+  const platform = createPlatform(config, { databaseUrl: database.url, topology: database.topology, log: createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel) });
   try {
     return await fn(platform);
   } finally {

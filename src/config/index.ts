@@ -32,6 +32,20 @@ const settings = {
   topologyFile: ['WALLET_TOPOLOGY', Type.Optional(Type.String({ minLength: 1 }))],
   dataDir: ['WALLET_DATA_DIR', Type.String({ minLength: 1, default: './.data' })],
   embeddedPgPort: ['EMBEDDED_PG_PORT', Int(1024, 32767, 15432)],
+  // an embedded cluster set (src/db/cluster-set.ts) instead of the single embedded PostgreSQL:
+  // clusters laid out by the plan's regions, replicas streaming; node ports from EMBEDDED_PG_PORT up
+  embeddedClusters: ['EMBEDDED_CLUSTERS', Int(0, 64, 0)],
+  embeddedReplicas: ['EMBEDDED_REPLICAS', Int(0, 8, 1)],
+  // when a commit is acknowledged (src/db/durability.ts): on the primary, or also on a replica
+  dbDurability: ['DB_DURABILITY', Type.Union([Type.Literal('local'), Type.Literal('sync-replica')], { default: 'local' })],
+  // external clusters: set synchronous_standby_names with ALTER SYSTEM at start (not under Patroni/CloudNativePG)
+  dbDurabilityApply: ['DB_DURABILITY_APPLY', Type.Boolean({ default: false })],
+  // failover (src/db/failover.ts): unset = promote where this process runs the nodes (embedded
+  // cluster set), follow (detect; the operator promotes) otherwise; off = no health checks
+  failoverMode: ['FAILOVER_MODE', Type.Optional(Type.Union([Type.Literal('promote'), Type.Literal('follow'), Type.Literal('off')]))],
+  failoverCheckIntervalMs: ['FAILOVER_CHECK_INTERVAL_MS', Int(50, 600_000, 10_000)],
+  failoverCheckTimeoutMs: ['FAILOVER_CHECK_TIMEOUT_MS', Int(50, 60_000, 2000)],
+  failoverFailures: ['FAILOVER_FAILURES', Int(1, 100, 3)],
   redisUrl: ['REDIS_URL', Type.Optional(Type.String({ pattern: '^rediss?://' }))],
   redisCluster: ['REDIS_CLUSTER', Type.Boolean({ default: false })],
   cacheL1MaxBytes: ['CACHE_L1_MAX_BYTES', Int(0, 64 * 1024 ** 3, 64 * 1024 ** 2)],
@@ -52,6 +66,17 @@ const settings = {
   roles: ['WALLET_ROLES', Type.Array(Type.Union(ROLES.map((r) => Type.Literal(r))), { minItems: 1, default: [...ROLES] })],
   dbPoolMax: ['DB_POOL_MAX', Int(1, 1000, 20)],
   dbStatementTimeoutMs: ['DB_STATEMENT_TIMEOUT_MS', Int(100, 600_000, 15_000)],
+  dbReplicaPoolMax: ['DB_REPLICA_POOL_MAX', Int(1, 1000, 20)],
+  // balance and history reads use a replica only while it is at most this far behind its primary
+  replicaMaxLagMs: ['REPLICA_MAX_LAG_MS', Int(0, 600_000, 500)],
+  replicaPollMs: ['REPLICA_POLL_MS', Int(10, 60_000, 200)],
+  // shard moves (src/db/shard-move.ts): how often every process re-reads the routing overrides
+  // (0: only when a write meets a moved shard's fence), and how long the ledger holds a command
+  // that met a fence before answering 503 (the move's final step lasts well under a second)
+  shardMapPollMs: ['SHARD_MAP_POLL_MS', Int(0, 60_000, 1000)],
+  shardFenceWaitMs: ['SHARD_FENCE_WAIT_MS', Int(100, 600_000, 30_000)],
+  // users whose last write position this process remembers (read-your-writes without the header)
+  consistencyRecentUsers: ['CONSISTENCY_RECENT_USERS', Int(1, 10_000_000, 100_000)],
 
   passwordHashLog2Cost: ['PASSWORD_HASH_LOG2_COST', Int(10, 20, 15)],
   jwtSecret: ['JWT_SECRET', Type.String({ minLength: 32, default: DEV_SECRETS.jwtSecret })],
@@ -64,6 +89,13 @@ const settings = {
   vaultActiveKek: ['VAULT_ACTIVE_KEK', Type.Optional(Type.String({ minLength: 1 }))],
 
   bodyLimitBytes: ['BODY_LIMIT_BYTES', Int(1024, 1_048_576, 16_384)],
+  // load shedding and admission (src/http/shedding.ts), per process: reads (GET /v1/...) are
+  // limited and shed first; money-moving requests wait for admission, refused only when the queue is full
+  httpReadsPerSecond: ['HTTP_READS_PER_SECOND', Int(0, 10_000_000, 4000)],
+  httpReadsBurst: ['HTTP_READS_BURST', Int(1, 10_000_000, 4000)],
+  httpShedReadsAtInFlight: ['HTTP_SHED_READS_AT_IN_FLIGHT', Int(1, 1_000_000, 256)],
+  httpMoneyConcurrency: ['HTTP_MONEY_CONCURRENCY', Int(1, 1_000_000, 256)],
+  httpMoneyQueueMax: ['HTTP_MONEY_QUEUE_MAX', Int(0, 10_000_000, 4096)],
   maxAmountMinor: ['MAX_AMOUNT_MINOR', Int(1, Number.MAX_SAFE_INTEGER, 100_000_000)],
   idempotencyTtlHours: ['IDEMPOTENCY_TTL_HOURS', Int(24, 24 * 30, 48)],
   idempotencyInFlightMax: ['IDEMPOTENCY_IN_FLIGHT_MAX', Int(100, 10_000_000, 100_000)],
@@ -75,6 +107,8 @@ const settings = {
   ledgerQueueMax: ['LEDGER_QUEUE_MAX', Int(1, 1_000_000, 20_000)],
   ledgerConcurrentBatches: ['LEDGER_CONCURRENT_BATCHES', Int(1, 64, 3)],
   ledgerBatchRetries: ['LEDGER_BATCH_RETRIES', Int(0, 20, 5)],
+  ledgerBatchTimeoutMs: ['LEDGER_BATCH_TIMEOUT_MS', Int(100, 600_000, 10_000)],
+  dbStartupTimeoutMs: ['DB_STARTUP_TIMEOUT_MS', Int(100, 600_000, 10_000)],
   ledgerSystemSubAccounts: ['LEDGER_SYSTEM_SUB_ACCOUNTS', Int(1, 256, 16)],
 
   loginMaxFailuresPerAccount: ['LOGIN_MAX_FAILURES_PER_ACCOUNT', Int(1, 1000, 10)],
@@ -121,6 +155,11 @@ const settings = {
   mailboxDir: ['MAILBOX_DIR', Type.Optional(Type.String({ minLength: 1 }))],
 
   partitionsAheadMonths: ['PARTITIONS_AHEAD_MONTHS', Int(1, 36, 3)],
+  // history lifecycle (src/db/partitions.ts): a month moves to the archive schema once wholly older than
+  // the hot period, and is dropped once wholly older than the warm one. At least 62 days hot: the
+  // previous month stays writable and a hold's row (HOLD_EXPIRY_MINUTES <= 30 days) stays updatable.
+  partitionsHotDays: ['PARTITIONS_HOT_DAYS', Int(62, 3650, 90)],
+  partitionsWarmDays: ['PARTITIONS_WARM_DAYS', Int(365, 36_500, 1826)],
 } as const satisfies Record<string, readonly [string, TSchema]>;
 
 type Settings = typeof settings;
@@ -172,6 +211,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   }
   const config = withDefaults as Config;
   if (config.nodeEnv === 'production') refuseDevelopmentSecrets(config);
+  if (config.partitionsWarmDays <= config.partitionsHotDays) throw new ConfigError(`PARTITIONS_WARM_DAYS: must be longer than PARTITIONS_HOT_DAYS (${config.partitionsHotDays})`);
   return Object.freeze({ ...config, roles: Object.freeze([...config.roles]) }) as Config;
 }
 

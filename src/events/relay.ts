@@ -9,7 +9,7 @@
  * user's shard) is published by one relay at a time, in outbox order: per-user order holds
  * within a partition. Within a lane, rows are taken FOR UPDATE SKIP LOCKED in seq order.
  */
-import type { Cluster } from '../db/index.js';
+import { onReadOnlyServer, type Cluster } from '../db/index.js';
 import type { Platform } from '../platform.js';
 import { SHARD_COUNT } from '../shared/ids.js';
 import { TOPICS, type BusEvent, type Topic } from './types.js';
@@ -51,12 +51,25 @@ export function toBusEvent(r: OutboxRow): BusEvent | undefined {
   return { id: r.event_id, topic: r.topic as Topic, key: r.partition_key, type: r.type, shard: r.shard, at: r.created_at.toISOString(), payload: r.payload };
 }
 
+/** a relay pass that has not finished by then is abandoned (its transaction ends server-side) */
+const PASS_DEADLINE_MS = 20_000;
+
+class PassTimeout extends Error {}
+
+function withDeadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  work.catch(() => undefined);
+  return Promise.race([work, new Promise<never>((_, fail) => (timer = setTimeout(() => fail(new PassTimeout(`${what} did not finish within ${ms} ms`)), ms)))]).finally(() => clearTimeout(timer));
+}
+
 export function createRelay(p: Platform, opts: { onBatch?: (n: number) => void } = {}): Relay {
   const { relayBatchSize: batch, relayLanes: lanes } = p.config;
   const publishLane = async (cluster: Cluster, lane: number): Promise<number> => {
     const [lo, hi] = laneRange(lane, lanes);
     return (await cluster.sql.begin(async (tx) => {
-      const [lock] = await tx<{ ok: boolean }[]>`select pg_try_advisory_xact_lock(${RELAY_LOCK}, ${lane}) as ok`;
+      // a pass that hangs (its publish, or a connection lost under it) must not keep the lane's
+      // locks: the server ends the transaction once it idles this long (the loop moves on, below)
+      const [lock] = await tx<{ ok: boolean }[]>`select set_config('idle_in_transaction_session_timeout', ${`${PASS_DEADLINE_MS}ms`}, true), pg_try_advisory_xact_lock(${RELAY_LOCK}, ${lane}) as ok`;
       if (!lock?.ok) return 0;
       const rows = await tx<OutboxRow[]>`select seq, event_id, topic, partition_key, shard, type, payload, created_at from outbox
         where sent_at is null and shard between ${lo} and ${hi} order by seq limit ${batch} for update skip locked`;
@@ -99,19 +112,22 @@ export function createRelay(p: Platform, opts: { onBatch?: (n: number) => void }
   const runOnce = async () => (await Promise.all(p.db.clusters.map(runCluster))).reduce((a, b) => a + b, 0);
 
   let stopped = false;
-  let lastLag = 0;
-  let loop: Promise<void> = Promise.resolve();
-  const run = async () => {
+  let loops: Promise<void>[] = [];
+  // One loop per cluster: a cluster that is down or failing over delays only its own events.
+  const run = async (cluster: Cluster) => {
+    let lastLag = 0;
     while (!stopped) {
       let published = 0;
       try {
-        published = await runOnce();
+        published = await withDeadline(runCluster(cluster), PASS_DEADLINE_MS, `relay pass on ${cluster.name}`);
         if (Date.now() - lastLag > LAG_EVERY_MS) {
           lastLag = Date.now();
-          await Promise.all(p.db.clusters.map((c) => measureLag(p, c)));
+          await measureLag(p, cluster);
         }
       } catch (err) {
-        p.log.error({ err }, 'relay pass failed; retrying');
+        // a read-only server (a failover) or a pass that never finished: fresh connections
+        if (onReadOnlyServer(err) || err instanceof PassTimeout) cluster.recyclePrimary();
+        p.log.error({ err, cluster: cluster.name }, 'relay pass failed; retrying');
         await sleep(Math.max(100, p.config.relayPollMs));
       }
       // a full batch means more is waiting: go again at once
@@ -122,12 +138,12 @@ export function createRelay(p: Platform, opts: { onBatch?: (n: number) => void }
   const relay: Relay = {
     runOnce,
     start() {
-      loop = run();
+      loops = p.db.clusters.map(run);
       return relay;
     },
     async stop() {
       stopped = true;
-      await loop;
+      await Promise.all(loops);
     },
   };
   return relay;

@@ -2,8 +2,8 @@
  * The event roles of DESIGN.md, started from one place:
  * - `notify`: the notification consumers (money event → per-user notification → push/email) and
  *   the webhook fan-out (money event → delivery rows → jobs);
- * - `workers`: the worker pool over the priority queues (webhook deliveries, emails) and the
- *   audit-log appender;
+ * - `workers`: the worker pool over the priority queues (webhook deliveries, emails), the
+ *   audit-log appender and the clearing consumer (credit legs of transfers between clusters);
  * - `relay`: the outbox relay.
  * Consumers subscribe before the relay starts, so with the in-process bus nothing is published
  * to a topic whose groups are not yet listening.
@@ -14,6 +14,7 @@ import type { MaintenanceTask } from '../maintenance/index.js';
 import { createNotifications } from '../notify/index.js';
 import { webhookConsumers, webhookJobHandlers, webhookTasks } from '../webhooks/index.js';
 import { auditConsumers } from '../audit/consumer.js';
+import { clearingConsumers } from '../transfers/clearing.js';
 import { createRelay } from './relay.js';
 import { startWorkers } from './workers.js';
 import type { ConsumerSpec, JobHandler, Subscription } from './types.js';
@@ -34,7 +35,7 @@ export function startEventRoles(p: Platform, roles: readonly Role[]): EventRoles
 
   const specs: ConsumerSpec[] = [];
   if (notify) specs.push(...notifications!.consumers, ...webhookConsumers(p));
-  if (workers) specs.push(...auditConsumers(p));
+  if (workers) specs.push(...auditConsumers(p), ...clearingConsumers(p));
   const subs: Subscription[] = specs.map((s) => p.bus.subscribe(s.group, s.topic, s.handler, s.options));
 
   const handlers: Record<string, JobHandler> = { ...(workers ? { ...notifications!.jobHandlers, ...webhookJobHandlers(p) } : {}) };

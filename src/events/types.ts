@@ -20,6 +20,8 @@ export const TOPIC_NAMES = Object.keys(TOPICS) as Topic[];
 export const MONEY_EVENT_TYPES = [
   'topup.completed',
   'transfer.completed',
+  /** a transfer between clusters whose credit could not be applied: the money went back */
+  'transfer.reversed',
   'payment.authorized',
   'payment.captured',
   'payment.voided',

@@ -146,7 +146,12 @@ export function createReviewService(p: Platform) {
             { t: 'resolve', id: `${id}:${approved ? 'capture' : 'void'}`, pendingId: id, kind: approved ? 'capture' : 'void', amount: approved ? h.amount : 0n, refId: id },
             ...decided,
           ];
-          const users = review.counterpartyId ? [review.userId, review.counterpartyId] : [review.userId];
+          // a recipient on another cluster has no history row here: the clearing consumer writes
+          // it there when the approved transfer's credit lands (src/transfers/clearing.ts)
+          // (decided by the hold's credit account, not by the routing of now: a shard move may
+          // have changed that since the hold was written)
+          const sameCluster = review.counterpartyId !== null && !h.creditAccountId.startsWith('sys_clearing_');
+          const users = sameCluster ? [review.userId, review.counterpartyId!] : [review.userId];
           for (const userId of users) ops.push({ t: 'history_status', userId, id, createdAt: review.createdAt, status: approved ? 'completed' : 'voided', amount: review.amount });
           if (review.kind === 'topup') {
             ops.push({ t: 'topup_update', id, status: approved ? 'completed' : 'declined', declineCode: approved ? null : 'fraud_review' });
@@ -166,7 +171,7 @@ export function createReviewService(p: Platform) {
                 partitionKey: review.userId,
                 shard,
                 type: 'transfer.completed',
-                payload: { id, status: 'completed', from: review.userId, to: review.counterpartyId, amount: review.amount, currency: review.currency, createdAt: review.createdAt.toISOString(), fromWallet: h.debitAccountId, toWallet: h.creditAccountId, reviewedBy: operatorId },
+                payload: { id, status: 'completed', from: review.userId, to: review.counterpartyId, amount: review.amount, currency: review.currency, createdAt: review.createdAt.toISOString(), fromWallet: h.debitAccountId, toWallet: h.creditAccountId, viaClearing: !sameCluster, reviewedBy: operatorId },
               },
             });
           }

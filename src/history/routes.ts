@@ -3,7 +3,9 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import type { Platform } from '../platform.js';
 import { Bearer, Currency, MoneyOut, Timestamp, problems } from '../http/schemas.js';
 import { ProblemError } from '../http/problem.js';
-import { decodeCursor, encodeCursor, historyPage, loadRecent, type HistoryItem } from './service.js';
+import { hotSince } from '../db/partitions.js';
+import { decodeCursor, encodeCursor, historyPage, historyReader, loadRecent, type HistoryItem } from './service.js';
+import { CONSISTENCY_HEADER } from '../wallets/service.js';
 
 export const HISTORY_FIELDS = ['id', 'type', 'direction', 'amount', 'currency', 'status', 'counterparty', 'note', 'walletId', 'createdAt'] as const;
 const DateOrTime = Type.String({ pattern: '^\\d{4}-\\d{2}-\\d{2}(T\\d{2}:\\d{2}(:\\d{2}(\\.\\d+)?)?(Z|[+-]\\d{2}:\\d{2}))?$', description: 'YYYY-MM-DD (whole day, UTC) or RFC 3339 time' });
@@ -15,6 +17,7 @@ const HistoryQuerySchema = Type.Object(
     fields: Type.Optional(Type.String({ pattern: `^(${HISTORY_FIELDS.join('|')})(,(${HISTORY_FIELDS.join('|')}))*$`, description: `comma-separated subset of ${HISTORY_FIELDS.join(', ')}` })),
     currency: Type.Optional(Currency),
     type: Type.Optional(Type.Union([Type.Literal('transfer'), Type.Literal('topup'), Type.Literal('payment'), Type.Literal('refund')])),
+    status: Type.Optional(Type.Union([Type.Literal('completed'), Type.Literal('pending'), Type.Literal('voided')], { description: 'completed: the statement view (served by the index transactions_completed)' })),
     from: Type.Optional(DateOrTime),
     to: Type.Optional(DateOrTime),
   },
@@ -61,15 +64,15 @@ export function historyRoutes(p: Platform): FastifyPluginAsyncTypebox {
       if (q.cursor !== undefined && !cursor) throw new ProblemError('validation_failed', 'querystring/cursor: not a cursor this API issued');
       const from = q.from ? parseBound(q.from, false) : undefined;
       const to = q.to ? parseBound(q.to, true) : undefined;
-      const plain = !cursor && !q.offset && !q.currency && !q.type && !from && !to;
+      const plain = !cursor && !q.offset && !q.currency && !q.type && !q.status && !from && !to;
       let page: { items: HistoryItem[]; nextCursor?: string };
       if (plain) {
-        const recent = await loadRecent(p, me.userId, me.shard);
+        const recent = await loadRecent(p, me.userId, me.shard, { consistency: req.headers[CONSISTENCY_HEADER] });
         const items = recent.items.slice(0, q.limit);
         const more = recent.items.length > q.limit || recent.nextCursor !== undefined;
         page = more ? { items, nextCursor: encodeCursor(items[items.length - 1]!) } : { items };
       } else {
-        page = await historyPage(p.db.forShard(me.shard).sql, { userId: me.userId, limit: q.limit, offset: q.offset, cursor, currency: q.currency, type: q.type, from, to });
+        page = await historyPage(historyReader(p, me.userId, me.shard, { consistency: req.headers[CONSISTENCY_HEADER] }).sql, { userId: me.userId, limit: q.limit, offset: q.offset, cursor, currency: q.currency, type: q.type, status: q.status, from, to, hotSince: hotSince(new Date(), p.config.partitionsHotDays) });
       }
       const fields = q.fields ? new Set(q.fields.split(',')) : undefined;
       const transactions = fields ? page.items.map((it) => Object.fromEntries(Object.entries(it).filter(([k]) => fields.has(k)))) : page.items;

@@ -1,9 +1,17 @@
 /**
  * A user's history, newest first, from the monthly-partitioned transactions table.
- * Index: transactions_history (user_id, created_at desc, id desc) serves every page; keyset
- * cursors continue after (created_at, id) without counting skipped rows.
+ * Indexes: the primary key (user_id, created_at, id), scanned backward, serves every page;
+ * pages of completed items only (status=completed) read transactions_completed alone (partial,
+ * covering: an index-only scan). Keyset cursors continue after (created_at, id) without
+ * counting skipped rows.
+ *
+ * Months older than the hot period live in archive.transactions (src/db/partitions.ts). A page
+ * is read from the hot partitions first; only a page they cannot fill, whose range reaches back
+ * past the hot period, is read again over both (one statement: a month moves between them in one
+ * transaction, so the statement sees it exactly once). A full page from the hot partitions is
+ * the right page because every archived row is older than every hot row.
  */
-import type { Sql } from '../db/index.js';
+import type { Queryable, Sql } from '../db/index.js';
 import type { HistoryRow } from '../ledger/types.js';
 import type { CommitEffects } from '../ledger/engine.js';
 import type { Platform } from '../platform.js';
@@ -23,6 +31,13 @@ export interface HistoryQuery {
   from?: Date;
   /** exclusive */
   to?: Date;
+  status?: HistoryRow['status'];
+  /**
+   * No row created at or after this instant is archived (hotSince in src/db/partitions.ts): a
+   * page whose `from` is there never reads the archive. Unset: a page the hot partitions cannot
+   * fill always does.
+   */
+  hotSince?: Date;
 }
 
 export interface HistoryItem {
@@ -59,14 +74,40 @@ export function decodeCursor(cursor: string): { createdAt: Date; id: string } | 
 export type RecentPage = { items: HistoryItem[]; nextCursor?: string; version: bigint };
 
 async function loadRecentPage(sql: Sql, userId: string): Promise<RecentPage> {
-  const rows = await sql`
+  const read = (withArchive: boolean) => sql`
     with v as (select coalesce(sum(version), 0)::bigint as version from accounts where user_id = ${userId} and kind = 'user')
     select v.version as page_version, t.* from v left join lateral (
       select id, type, direction, amount, currency, status, counterparty, note, wallet_id, created_at
-      from transactions where user_id = ${userId} order by created_at desc, id desc limit ${RECENT_ITEMS + 1}
+      from ${historySource(sql, withArchive)} where user_id = ${userId} order by created_at desc, id desc limit ${RECENT_ITEMS + 1}
     ) t on true`;
+  let rows = await read(false);
+  // a user with fewer recent items than a page: the rest of the page may be archived
+  if (rows.filter((r) => r.id !== null).length <= RECENT_ITEMS) rows = await read(true);
   const page = pageFrom(rows.filter((r) => r.id !== null), RECENT_ITEMS);
   return { ...page, version: rows[0]!.page_version as bigint };
+}
+
+const HISTORY_COLUMNS = ['id', 'user_id', 'type', 'direction', 'amount', 'currency', 'status', 'counterparty', 'note', 'wallet_id', 'created_at'];
+
+/** The hot partitions, or the hot and the archived ones as one relation (`transactions` named first: see reconcile). */
+function historySource(sql: Queryable, withArchive: boolean) {
+  return withArchive
+    ? sql`(select ${sql(HISTORY_COLUMNS)} from transactions union all select ${sql(HISTORY_COLUMNS)} from archive.transactions) as h`
+    : sql`transactions as h`;
+}
+
+/**
+ * The status filter as a literal, not a parameter: a partial index (where status = 'completed')
+ * serves only a plan that can prove the predicate, and a generic plan of `status = $1` cannot.
+ */
+function statusFilter(sql: Queryable, status: HistoryRow['status'] | undefined) {
+  switch (status) {
+    case undefined: return sql``;
+    case 'completed': return sql`and status = 'completed'`;
+    case 'pending': return sql`and status = 'pending'`;
+    case 'voided': return sql`and status = 'voided'`;
+    default: throw new RangeError(`not a history status: ${String(status)}`);
+  }
 }
 
 /**
@@ -74,10 +115,32 @@ async function loadRecentPage(sql: Sql, userId: string): Promise<RecentPage> {
  * (transactions:{id}:recent), kept right on every commit by reviseRecent. The API slices it to
  * the requested limit; the cache warmer calls it to load the same key.
  */
-export async function loadRecent(p: Platform, userId: string, shard: number): Promise<RecentPage> {
+export async function loadRecent(p: Platform, userId: string, shard: number, read?: ReplicaRead): Promise<RecentPage> {
   const key = cacheKey.recentTransactions(userId);
-  const found = await p.cache.getVersioned<RecentPage>([key], async () => new Map([[key, await loadRecentPage(p.db.forShard(shard).sql, userId)]]));
+  const found = await p.cache.getVersioned<RecentPage>([key], async () => {
+    const { sql, replica } = historyReader(p, userId, shard, read);
+    const page = await loadRecentPage(sql, userId);
+    // a replica's page is answered, never cached (src/cache/index.ts, Loaded)
+    return replica ? { values: new Map([[key, page]]), store: false } : new Map([[key, page]]);
+  });
   return found.get(key)!;
+}
+
+/** A read a user asked for (the API), which a replica may serve: its Wallet-Consistency header. */
+export interface ReplicaRead {
+  consistency: unknown;
+}
+
+/**
+ * Where a history read goes: with `read` (the API), a replica that has replayed the caller's last
+ * write when one qualifies (src/db/index.ts, Cluster.reader); without (the cache warmer, which
+ * fills the cache), the primary.
+ */
+export function historyReader(p: Platform, userId: string, shard: number, read?: ReplicaRead): { sql: Sql; replica: boolean } {
+  const cluster = p.db.forShard(shard);
+  if (!read) return { sql: cluster.sql, replica: false };
+  const sql = cluster.reader('history', p.consistency.minLsn(userId, cluster.name, read.consistency));
+  return { sql, replica: sql !== cluster.sql };
 }
 
 /**
@@ -122,18 +185,29 @@ export function reviseRecent(p: Pick<Platform, 'cache'>, effects: Pick<CommitEff
 }
 
 export async function historyPage(sql: Sql, q: HistoryQuery): Promise<{ items: HistoryItem[]; nextCursor?: string }> {
-  const rows = await sql`
+  const hot = await historyRows(sql, q, false);
+  const mayReachArchive = !q.from || !q.hotSince || q.from < q.hotSince;
+  if (hot.length > q.limit || !mayReachArchive) return pageFrom(hot, q.limit);
+  return pageFrom(await historyRows(sql, q, true), q.limit);
+}
+
+/**
+ * Up to limit + 1 rows of the page, from the hot partitions or from both (exported for the
+ * EXPLAIN tests). `created_at <= cursor` beside the row comparison lets months be pruned.
+ */
+export function historyRows(sql: Queryable, q: HistoryQuery, withArchive: boolean) {
+  return sql`
     select id, type, direction, amount, currency, status, counterparty, note, wallet_id, created_at
-    from transactions
+    from ${historySource(sql, withArchive)}
     where user_id = ${q.userId}
+      ${statusFilter(sql, q.status)}
       ${q.currency ? sql`and currency = ${q.currency}` : sql``}
       ${q.type ? sql`and type = ${q.type}` : sql``}
       ${q.from ? sql`and created_at >= ${q.from}` : sql``}
       ${q.to ? sql`and created_at < ${q.to}` : sql``}
-      ${q.cursor ? sql`and (created_at, id) < (${q.cursor.createdAt}, ${q.cursor.id})` : sql``}
+      ${q.cursor ? sql`and created_at <= ${q.cursor.createdAt} and (created_at, id) < (${q.cursor.createdAt}, ${q.cursor.id})` : sql``}
     order by created_at desc, id desc
     limit ${q.limit + 1} ${q.offset ? sql`offset ${q.offset}` : sql``}`;
-  return pageFrom(rows, q.limit);
 }
 
 /** rows fetched with limit + 1 → the page, with a cursor when there are more */

@@ -4,6 +4,7 @@
  * that arrives while the first is in flight in this process gets 409 at once. A duplicate in
  * another process waits on the record's unique index and then replays: never a second movement.
  */
+import { formatPosition } from '../db/consistency.js';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ProblemError } from './problem.js';
 import { EngineUnavailable, requestHash } from '../ledger/engine.js';
@@ -45,8 +46,11 @@ export function sendResult(reply: FastifyReply, result: CommandResult): FastifyR
   reply.code(result.status).type(result.status >= 400 ? 'application/problem+json' : 'application/json; charset=utf-8');
   if (result.replayed) reply.header('idempotent-replayed', 'true');
   // the versions this request left on the caller's wallets: sent back on reads, they keep any
-  // process from answering with an older balance (src/wallets/service.ts)
-  if (result.versions?.size) reply.header('wallet-consistency', [...result.versions].map(([id, v]) => `${id}=${v}`).join(','));
+  // process from answering with an older balance (src/wallets/service.ts); the WAL position
+  // keeps replica reads from being older than the write (src/db/consistency.ts)
+  const token = [...(result.versions ?? [])].map(([id, v]) => `${id}=${v}`);
+  if (result.position) token.push(formatPosition(result.position.cluster, result.position.lsn));
+  if (token.length) reply.header('wallet-consistency', token.join(','));
   return reply.send(result.json);
 }
 

@@ -12,11 +12,13 @@
  * alone once, so one bad command cannot take its neighbours down with it.
  */
 import { createHash } from 'node:crypto';
-import type { Db, Queryable, Sql } from '../db/index.js';
+import { onReadOnlyServer, type Cluster, type Db, type Queryable, type Sql } from '../db/index.js';
 import { problem } from '../http/problem.js';
 import { stringifyJson } from '../shared/json.js';
 import type { AccountState, Answer, Applied, BatchView, Command, CommandResult, HistoryRow, Op, OutboxEvent, PaymentState, PendingTransferState, TopupRow, WalletSnapshot } from './types.js';
 import { walletFromRow } from './accounts.js';
+import { fencedShardOf } from '../db/shard-map.js';
+import { createFenceParking, touchesShard } from './fence.js';
 
 export type { WalletSnapshot };
 
@@ -26,6 +28,14 @@ export interface EngineOptions {
   queueMax: number;
   concurrentBatches: number;
   retries: number;
+  /**
+   * A batch not committed within this time answers its callers 503 (it may still commit: a retry
+   * with the same Idempotency-Key replays it). A primary that is gone while no replica has been
+   * promoted leaves connections waiting; this bounds what callers see. Default 10,000 ms.
+   */
+  batchTimeoutMs?: number;
+  /** how long a command that met a moving shard's fence waits for the move (src/ledger/fence.ts); default 30,000 ms */
+  fenceWaitMs?: number;
   /**
    * Called after each commit, before any caller of the batch is answered (the cache writes
    * balances through here, so the caller's next read sees its own write). Must not throw.
@@ -45,6 +55,8 @@ export interface CommitEffects {
    * holds all of them locked, so this orders the user's history states (cache CAS).
    */
   historyVersions: Map<string, { before: bigint; after: bigint }>;
+  /** the cluster's WAL position after the commit (clusters with replicas only) */
+  position?: { cluster: string; lsn: bigint };
 }
 
 export interface EngineMetrics {
@@ -54,7 +66,7 @@ export interface EngineMetrics {
 }
 
 export class EngineUnavailable extends Error {
-  constructor(readonly reason: 'queue_full' | 'batch_failed' | 'stopped', message: string) {
+  constructor(readonly reason: 'queue_full' | 'batch_failed' | 'stopped' | 'shard_moving', message: string) {
     super(message);
   }
 }
@@ -63,6 +75,8 @@ interface Pending {
   cmd: Command;
   resolve(r: CommandResult): void;
   reject(e: Error): void;
+  /** set when the command met a shard move's fence */
+  fencedSince?: number;
 }
 
 export interface LedgerEngine {
@@ -77,12 +91,29 @@ export function requestHash(parts: unknown): string {
 }
 
 export function createLedgerEngine(db: Db, opts: EngineOptions, metrics?: EngineMetrics): LedgerEngine {
-  const queues = new Map(db.clusters.map((c) => [c.name, new ClusterQueue(c.name, c.sql, opts, metrics)]));
+  // Commands that meet a moving shard's fence wait there, then go where the shard is now.
+  const parking = createFenceParking({
+    db,
+    waitMs: opts.fenceWaitMs ?? 30_000,
+    maxParked: opts.queueMax,
+    unavailable: (message, cause) => (cause instanceof EngineUnavailable ? cause : new EngineUnavailable('shard_moving', message)),
+    resubmit: (p) =>
+      void (async () => (p.cmd.reroute ? p.cmd.reroute() : p.cmd))().then(
+        (cmd) => {
+          p.cmd = cmd;
+          queues.get(db.forShard(cmd.shard).name)!.enqueue(p);
+        },
+        (err: Error) => p.reject(err),
+      ),
+  });
+  const park = (items: Pending[], shard: number, cluster: Cluster) => parking.park(items, shard, cluster);
+  const queues = new Map(db.clusters.map((c) => [c.name, new ClusterQueue(c, opts, metrics, park)]));
   return {
     submit(cmd) {
       return queues.get(db.forShard(cmd.shard).name)!.submit(cmd);
     },
     async stop() {
+      parking.stop();
       await Promise.all([...queues.values()].map((q) => q.stop()));
     },
     depth() {
@@ -93,7 +124,8 @@ export function createLedgerEngine(db: Db, opts: EngineOptions, metrics?: Engine
   };
 }
 
-const TRANSIENT_SQLSTATES = new Set(['40001', '40P01', '55P03', '57P01', '57P02', '57P03', '08000', '08003', '08006', '23505']);
+// 25006: the pool reached a standby during a failover; retried after the pool is replaced
+const TRANSIENT_SQLSTATES = new Set(['40001', '40P01', '55P03', '57P01', '57P02', '57P03', '08000', '08003', '08006', '23505', '25006']);
 
 function isTransient(err: unknown): boolean {
   const e = err as { code?: string; errno?: string };
@@ -107,25 +139,32 @@ class ClusterQueue {
   private stopped = false;
   private idle: (() => void)[] = [];
 
+  private readonly name: string;
+
   constructor(
-    private readonly name: string,
-    private readonly sql: Sql,
+    private readonly cluster: Cluster,
     private readonly opts: EngineOptions,
     private readonly metrics?: EngineMetrics,
-  ) {}
+    private readonly park?: (items: Pending[], shard: number, cluster: Cluster) => void,
+  ) {
+    this.name = cluster.name;
+  }
 
   depth(): number {
     return this.queue.length;
   }
 
   submit(cmd: Command): Promise<CommandResult> {
-    if (this.stopped) return Promise.reject(new EngineUnavailable('stopped', 'the ledger is shutting down'));
-    if (this.queue.length >= this.opts.queueMax) return Promise.reject(new EngineUnavailable('queue_full', 'the ledger queue is full'));
-    return new Promise((resolve, reject) => {
-      this.queue.push({ cmd, resolve, reject });
-      this.metrics?.queueDepth(this.name, this.queue.length);
-      this.schedule();
-    });
+    return new Promise((resolve, reject) => this.enqueue({ cmd, resolve, reject }));
+  }
+
+  /** queues a command, new or coming back from a fence */
+  enqueue(p: Pending): void {
+    if (this.stopped) return p.reject(new EngineUnavailable('stopped', 'the ledger is shutting down'));
+    if (this.queue.length >= this.opts.queueMax) return p.reject(new EngineUnavailable('queue_full', 'the ledger queue is full'));
+    this.queue.push(p);
+    this.metrics?.queueDepth(this.name, this.queue.length);
+    this.schedule();
   }
 
   async stop(): Promise<void> {
@@ -165,12 +204,45 @@ class ClusterQueue {
     let mode: 'optimistic' | 'locked' = 'optimistic';
     for (let attempt = 0; ; attempt++) {
       try {
-        const { results, effects } = await executeBatch(this.sql, batch.map((p) => p.cmd), mode);
+        const { results, effects } = await withBatchDeadline(executeBatch(this.cluster.sql, batch.map((p) => p.cmd), mode), this.opts.batchTimeoutMs ?? 10_000, this.name);
+        // Where replicas serve reads, callers learn a WAL position that covers their write
+        // (read-your-writes, src/db/consistency.ts). Without it they would still be right, only
+        // sent to the primary by the versions they carry; so a failure here fails nothing.
+        if (this.cluster.replicas.length) {
+          const lsn = await this.cluster.position().catch(() => undefined);
+          if (lsn !== undefined) {
+            effects.position = { cluster: this.name, lsn };
+            for (const r of results) r.position = effects.position;
+          }
+        }
         this.metrics?.batchCommitted(batch.length, performance.now() - started);
         await this.opts.onCommitted?.(effects).catch(() => undefined);
         batch.forEach((p, i) => p.resolve(results[i]!));
         return;
       } catch (err) {
+        if (err instanceof EngineUnavailable) {
+          // the transaction may still commit: no retry, the callers decide with their keys
+          this.metrics?.batchFailed('timeout');
+          batch.forEach((p) => p.reject(err));
+          return;
+        }
+        const fenced = this.park ? fencedShardOf(err) : undefined;
+        if (fenced !== undefined) {
+          // A shard of this batch is moving (src/ledger/fence.ts): its commands wait for the
+          // move, the others go again now. When no command names the shard, run each alone.
+          this.metrics?.batchFailed('fenced');
+          const hit = batch.length === 1 ? batch : batch.filter((p) => touchesShard(p.cmd, fenced));
+          if (!hit.length) {
+            for (const p of batch) await this.runBatch([p]);
+            return;
+          }
+          this.park!(hit, fenced, this.cluster);
+          batch = batch.filter((p) => !hit.includes(p));
+          if (!batch.length) return;
+          attempt--;
+          continue;
+        }
+        if (onReadOnlyServer(err)) this.cluster.recyclePrimary();
         const transient = isTransient(err);
         this.metrics?.batchFailed(err instanceof StaleBalances ? 'stale' : transient ? 'transient' : 'error');
         // contention: take the locks first next time, it cannot be stale then
@@ -190,6 +262,16 @@ class ClusterQueue {
       }
     }
   }
+}
+
+function withBatchDeadline<T>(work: Promise<T>, ms: number, cluster: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, fail) => {
+    timer = setTimeout(() => fail(new EngineUnavailable('batch_failed', `the ledger batch on cluster ${cluster} did not commit within ${ms} ms`)), ms);
+  });
+  // a late failure of the abandoned batch is nobody's to handle any more
+  work.catch(() => undefined);
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }
 
 function answerOf(result: Answer, replayed = false, json?: string): CommandResult {

@@ -114,6 +114,7 @@ describe('reconcile', () => {
       ['holds_resolved_once', true],
       ['history_matches_ledger', true],
       ['applied_once', true],
+      ['clearing_nets_to_zero', true],
     ]);
     // 2 top-ups, 2 transfers, 4 payments, 2 resolutions, 1 refund
     expect(report.clusters).toEqual([expect.objectContaining({ name: 'main', transfers: 11 })]);

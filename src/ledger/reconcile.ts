@@ -43,9 +43,10 @@
  * its payment's id).
  */
 import type { Db, Queryable } from '../db/index.js';
+import { reconcileClearing, type InFlight } from './reconcile-clearing.js';
 import type postgres from 'postgres';
 
-export type CheckId = 'books_balance' | 'account_balances' | 'available_non_negative' | 'holds_resolved_once' | 'history_matches_ledger' | 'applied_once';
+export type CheckId = 'books_balance' | 'account_balances' | 'available_non_negative' | 'holds_resolved_once' | 'history_matches_ledger' | 'applied_once' | 'clearing_nets_to_zero';
 
 export interface Finding {
   /** stable name of the violation, e.g. balance_mismatch */
@@ -70,6 +71,8 @@ export interface ReconcileReport {
   durationMs: number;
   clusters: { name: string; accounts: number; transfers: number; historyRows: number }[];
   checks: CheckReport[];
+  /** cross-cluster transfers whose credit has not landed yet, per currency (not a finding) */
+  inFlight: InFlight[];
 }
 
 export interface ReconcileOptions {
@@ -86,6 +89,7 @@ const TITLES: Record<CheckId, string> = {
   holds_resolved_once: 'every hold is resolved at most once, by a resolving transfer that matches it',
   history_matches_ledger: 'every movement of a user wallet has exactly one matching history row, and every history row a movement',
   applied_once: 'no business id (p2p, top-up, refund) is applied twice; refunds never exceed the captured amount',
+  clearing_nets_to_zero: 'over all clusters, every cross-cluster transfer is credited or reversed exactly once, and clearing nets to zero when nothing is in flight',
 };
 
 const DESCRIPTIONS: Record<string, string> = {
@@ -129,7 +133,10 @@ export async function reconcile(db: Db, opts: ReconcileOptions = {}): Promise<Re
       }) as Promise<{ name: string; stats: ClusterStats; checks: ClusterChecks[] }>,
     ),
   );
+  // across clusters (its own reads, after the per-cluster snapshots: see reconcile-clearing.ts)
+  const clearing = await reconcileClearing(db);
   const checks: CheckReport[] = (Object.keys(TITLES) as CheckId[]).map((id) => {
+    if (id === 'clearing_nets_to_zero') return { id, title: TITLES[id], ok: clearing.ok, findings: clearing.findings };
     const findings = perCluster.flatMap((c) => c.checks.find((k) => k.id === id)!.findings.map((f) => ({ code: f.code, cluster: c.name, description: f.description, count: f.count, examples: f.examples })));
     return { id, title: TITLES[id], ok: findings.length === 0, findings };
   });
@@ -139,6 +146,7 @@ export async function reconcile(db: Db, opts: ReconcileOptions = {}): Promise<Re
     durationMs: Math.round(performance.now() - started),
     clusters: perCluster.map((c) => ({ name: c.name, ...c.stats })),
     checks,
+    inFlight: clearing.inFlight,
   };
 }
 
@@ -255,10 +263,41 @@ function holdsResolvedOnce(tx: Queryable): Fragment {
     where (kind in ('capture', 'void', 'expire')) <> (pending_id is not null)`;
 }
 
-/** 5. Exactly one history row per movement per user side, matching it; none without a movement. */
+/**
+ * 5. Exactly one history row per movement per user side, matching it; none without a movement.
+ * History rows are hot (transactions) or archived (archive.transactions, src/db/partitions.ts);
+ * `history` is both, `transactions` named first so a month moving between them meanwhile is seen
+ * once (the move holds an exclusive lock on `transactions`). Months older than the warm period
+ * are dropped with their rows, so a movement is checked only when its history row's month is
+ * still stored: the row's time is the time in its id (src/shared/ids.ts), compared with the
+ * start of the oldest stored month encoded the same way (10 Crockford base32 characters after
+ * the prefix and the 3-digit shard, which sort like the times they encode).
+ */
 function historyMatchesLedger(tx: Queryable): Fragment {
   return tx`
-    with resolution as (
+    with history as not materialized (
+      select user_id, shard, id, wallet_id, type, direction, amount, currency, status, created_at from transactions
+      union all
+      select user_id, shard, id, wallet_id, type, direction, amount, currency, status, created_at from archive.transactions
+    ), departed as (
+      -- shards moved away from this cluster (src/db/shard-move.ts): their history is checked
+      -- where they live now; here it is being deleted and their wallets are closed
+      select shard from shard_fences where not deletes
+    ), retained as (
+      -- pg_partition_tree reads the catalog as it is now, like the planner expanding history
+      -- (not as of this transaction's snapshot, which may predate a month dropped meanwhile).
+      -- A month's bound reads FOR VALUES FROM ('<lower>') TO ('<upper>').
+      select min(split_part(b.bound, '''', 2)::timestamptz) as since
+      from (select relid from pg_partition_tree('transactions') where isleaf
+            union all select relid from pg_partition_tree('archive.transactions') where isleaf) p
+      join pg_class c on c.oid = p.relid
+      cross join lateral (select pg_get_expr(c.relpartbound, c.oid) as bound) b
+      where b.bound like 'FOR VALUES FROM (''%'
+    ), retained_id_time as (
+      select string_agg(substr('0123456789ABCDEFGHJKMNPQRSTVWXYZ', (((extract(epoch from r.since) * 1000)::bigint >> (5 * (9 - k))) & 31)::int + 1, 1), '' order by k) as since
+      from retained r, generate_series(0, 9) as k
+      where r.since is not null
+    ), resolution as (
       select pending_id, kind, amount from ledger_transfers where pending_id is not null
     ), moves as (
       select t.id as transfer_id, t.amount, t.currency, t.status, t.debit_account_id, t.credit_account_id,
@@ -275,29 +314,35 @@ function historyMatchesLedger(tx: Queryable): Fragment {
              else 'voided' end as status
       from moves m
       cross join lateral (values ('debit', m.debit_account_id), ('credit', m.credit_account_id)) as side(direction, account_id)
-      join accounts a on a.id = side.account_id and a.kind = 'user'
+      join accounts a on a.id = side.account_id and a.kind = 'user' and a.shard not in (select shard from departed)
     )
     select 'movement_without_history' as code, e.transfer_id as sort_key,
       json_build_object('transfer', e.transfer_id, 'user', e.user_id, 'id', e.id, 'direction', e.direction, 'amount', e.amount::text, 'currency', e.currency) as example
-    from expected e where not exists (select 1 from transactions h where h.user_id = e.user_id and h.id = e.id)
+    from expected e
+    where not exists (select 1 from history h where h.user_id = e.user_id and h.id = e.id)
+      and (substr(split_part(e.id, '_', 2), 4, 10) collate "C") >= coalesce((select since from retained_id_time), '')
     union all
     select 'history_mismatch', e.transfer_id,
       json_build_object('transfer', e.transfer_id, 'user', e.user_id, 'id', e.id,
         'expected', json_build_object('wallet', e.wallet_id, 'direction', e.direction, 'amount', e.amount::text, 'currency', e.currency, 'status', e.status),
         'history', json_build_object('wallet', h.wallet_id, 'direction', h.direction, 'amount', h.amount::text, 'currency', h.currency, 'status', h.status))
-    from expected e join transactions h on h.user_id = e.user_id and h.id = e.id
+    from expected e join history h on h.user_id = e.user_id and h.id = e.id
     where (h.wallet_id, h.direction, h.currency, h.status) is distinct from (e.wallet_id, e.direction, e.currency, e.status)
        or (e.status <> 'voided' and h.amount <> e.amount)
     union all
     select 'duplicate_history', min(id), json_build_object('user', user_id, 'id', id, 'rows', count(*))
-    from transactions group by user_id, id having count(*) > 1
+    from history where shard not in (select shard from departed) group by user_id, id having count(*) > 1
     union all
     select 'ambiguous_movement', min(id), json_build_object('user', user_id, 'id', id, 'transfers', json_agg(transfer_id order by transfer_id))
     from expected group by user_id, id having count(*) > 1
     union all
     select 'history_without_movement', h.id,
       json_build_object('user', h.user_id, 'id', h.id, 'type', h.type, 'direction', h.direction, 'amount', h.amount::text, 'currency', h.currency, 'created_at', h.created_at)
-    from transactions h where not exists (select 1 from expected e where e.user_id = h.user_id and e.id = h.id)`;
+    from history h where not exists (select 1 from expected e where e.user_id = h.user_id and e.id = h.id)
+      and h.shard not in (select shard from departed)
+      -- copied here by a shard move (src/db/shard-move.ts): its movement stayed in the ledger of
+      -- the cluster the shard came from, where it was matched; 'move' legs carry only balances
+      and not exists (select 1 from shard_arrivals a where a.shard = h.shard and (a.arrived_at is null or h.created_at <= a.arrived_at))`;
 }
 
 /** 6. A business id is applied by one ledger transfer; refunds never exceed what their payment captured. */
@@ -338,6 +383,7 @@ export function formatReport(r: ReconcileReport): string {
       if (f.count > f.examples.length) out.push(`     ... and ${n(f.count - f.examples.length)} more`);
     }
   });
+  for (const f of r.inFlight) out.push(`in flight between clusters: ${n(f.count)} ${f.currency} transfer${f.count === 1 ? '' : 's'}, ${f.amount} minor units (e.g. ${f.examples.join(', ')})`);
   out.push('');
   out.push(r.ok ? `reconcile: OK (${r.durationMs} ms)` : `reconcile: VIOLATIONS in ${r.checks.filter((c) => !c.ok).map((c) => c.id).join(', ')} (${r.durationMs} ms)`);
   return out.join('\n') + '\n';

@@ -152,6 +152,13 @@ export interface Command {
   pendingTransfers?: string[];
   /** Pure: reads the locked state, returns the writes and the answer, or a refusal. */
   apply(view: BatchView): Applied | Answer;
+  /**
+   * For a command built from routing decisions (same cluster or through clearing): the same
+   * command rebuilt under the routing of now. The engine calls it when the command met a shard
+   * move's fence and the shard has moved (src/ledger/fence.ts); without it the command runs again
+   * as it is, on the cluster of its shard.
+   */
+  reroute?: () => Promise<Command>;
 }
 
 export interface CommandResult extends Answer {
@@ -160,4 +167,6 @@ export interface CommandResult extends Answer {
   versions?: Map<string, bigint>;
   /** serialized body, identical for the first answer and every replay */
   json: string;
+  /** the WAL position that covers this command's commit, where the cluster has replicas */
+  position?: { cluster: string; lsn: bigint };
 }

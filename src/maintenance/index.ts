@@ -5,7 +5,7 @@
  */
 import type { Cluster } from '../db/index.js';
 import type { Platform } from '../platform.js';
-import { ensurePartitions } from '../db/partitions.js';
+import { archivePartitions, dropArchivedPartitions, ensurePartitions } from '../db/partitions.js';
 
 const MAINTENANCE_LOCK = 72_616_002;
 const PURGE_BATCH = 10_000;
@@ -17,8 +17,12 @@ export interface MaintenanceTask {
 
 export function coreTasks(p: Platform): MaintenanceTask[] {
   const { config } = p;
+  const lifecycle = (now: Date) => ({ now, hotDays: config.partitionsHotDays, warmDays: config.partitionsWarmDays });
   return [
     { name: 'partitions', run: async (c, now) => (await ensurePartitions(c.sql, { aheadMonths: config.partitionsAheadMonths, now })).length },
+    // after 'partitions' and in this order: a month is moved before it can be dropped, in the same round
+    { name: 'partitions-archive', run: async (c, now) => (await archivePartitions(c.sql, lifecycle(now))).length },
+    { name: 'partitions-drop', run: async (c, now) => (await dropArchivedPartitions(c.sql, lifecycle(now))).length },
     {
       name: 'idempotency-purge',
       run: async (c, now) => {

@@ -5,7 +5,9 @@ import { listPartitions, partitionName } from '../db/partitions.js';
 
 let t: TestPlatform;
 beforeAll(async () => {
-  t = await createTestPlatform({ PARTITIONS_AHEAD_MONTHS: '3', IDEMPOTENCY_TTL_HOURS: '24' });
+  // The first test moves the clock 14 months ahead and later ones write at today's date: a hot
+  // period longer than that keeps today's months hot (the lifecycle: src/db/partitions.test.ts).
+  t = await createTestPlatform({ PARTITIONS_AHEAD_MONTHS: '3', IDEMPOTENCY_TTL_HOURS: '24', PARTITIONS_HOT_DAYS: '1000', PARTITIONS_WARM_DAYS: '2000' });
 });
 afterAll(() => t?.close());
 

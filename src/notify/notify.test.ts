@@ -201,7 +201,7 @@ describe('events that cannot be notified', () => {
   const deadLetterOf = async (event: BusEvent) => (await t.platform.bus.deadLetters(1000)).find((d) => typeof d.event !== 'string' && d.event.id === event.id);
 
   it('an unknown event type goes to the dead letters with the reason', async () => {
-    const event = money('transfer.reversed', {});
+    const event = money('transfer.teleported', {});
     await t.platform.bus.publish([event]);
     expect(await deadLetterOf(event)).toMatchObject({ group: NOTIFY_GROUP, reason: expect.stringMatching(/^poison: .*unknown event type/) });
   });

@@ -41,7 +41,7 @@ describe('notification preferences', () => {
   });
 
   it.each([
-    ['an unknown event type', { mutedEventTypes: ['transfer.reversed'] }],
+    ['an unknown event type', { mutedEventTypes: ['transfer.teleported'] }],
     ['a repeated event type', { mutedEventTypes: ['topup.completed', 'topup.completed'] }],
     ['an unknown field', { sms: true }],
     ['a non-boolean switch', { email: 'no' }],

@@ -33,6 +33,8 @@ describe('templates', () => {
     ['topup.completed', 'owner', 'You added $12.34 to your wallet'],
     ['transfer.completed', 'sender', 'You sent $12.34 to Bob'],
     ['transfer.completed', 'recipient', 'You received $12.34 from Bob'],
+    ['transfer.reversed', 'sender', 'Your transfer of $12.34 to Bob was returned'],
+    ['transfer.reversed', 'recipient', 'A transfer of $12.34 from Bob could not be delivered'],
     ['payment.authorized', 'payer', '$12.34 is on hold for Bob'],
     ['payment.authorized', 'merchant', 'A payment of $12.34 from Bob is ready to capture'],
     ['payment.captured', 'payer', 'You paid $12.34 to Bob'],
@@ -100,7 +102,7 @@ describe('templates', () => {
 
 describe('events the templates cannot render are poison', () => {
   it.each([
-    ['an unknown event type', event('transfer.reversed', {}), /unknown event type/],
+    ['an unknown event type', event('transfer.teleported', {}), /unknown event type/],
     ['a fractional amount', event('transfer.completed', { amount: 1.5 }), /amount is not an amount/],
     ['a negative amount', event('transfer.completed', { amount: -1 }), /amount is not an amount/],
     ['a missing amount', event('transfer.completed', { amount: undefined }), /amount is not an amount/],

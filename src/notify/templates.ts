@@ -127,6 +127,10 @@ const TEMPLATES: { readonly [T in NotifiableEventType]: Partial<Record<PartyRole
     sender: (v) => ({ subject: `You sent ${v.money} to ${v.other}`, lines: [`You sent ${v.money} to ${v.other}.`, ...noted(v)] }),
     recipient: (v) => ({ subject: `You received ${v.money} from ${v.other}`, lines: [`${v.other} sent you ${v.money}; it is in your wallet.`, ...noted(v)] }),
   },
+  'transfer.reversed': {
+    sender: (v) => ({ subject: `Your transfer of ${v.money} to ${v.other} was returned`, lines: [`Your transfer of ${v.money} to ${v.other} could not be delivered; the money is back in your wallet.`, ...declined(v)] }),
+    recipient: (v) => ({ subject: `A transfer of ${v.money} from ${v.other} could not be delivered`, lines: [`${v.other} sent you ${v.money}, but it could not be credited to your wallet and was returned to them.`, ...declined(v)] }),
+  },
   'payment.authorized': {
     payer: (v) => ({ subject: `${v.money} is on hold for ${v.other}`, lines: [`You authorized a payment of ${v.money} to ${v.other}. The amount is on hold until the merchant captures it.`] }),
     merchant: (v) => ({ subject: `A payment of ${v.money} from ${v.other} is ready to capture`, lines: [`${v.other} authorized a payment of ${v.money}. Capture it before the authorization expires.`] }),

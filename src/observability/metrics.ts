@@ -5,6 +5,7 @@
 import client from 'prom-client';
 import type { EngineMetrics } from '../ledger/engine.js';
 import type { CacheMetrics } from '../cache/index.js';
+import type { DbMetrics } from '../db/index.js';
 
 /** the event backbone: relay, consumers, work queues and workers */
 export interface EventMetrics {
@@ -17,9 +18,19 @@ export interface EventMetrics {
   job(kind: string, outcome: 'ok' | 'retry' | 'failed'): void;
 }
 
+/** database clusters: primary health and failovers (db/failover.ts) */
+export interface FailoverMetrics {
+  primaryUp(cluster: string, up: boolean): void;
+  failover(cluster: string): void;
+  /** DB_DURABILITY=sync-replica asked for, but the cluster has no synchronous replica left */
+  syncReplicaMissing(cluster: string, missing: boolean): void;
+}
+
 export interface Metrics extends EngineMetrics {
   readonly cache: CacheMetrics;
   readonly events: EventMetrics;
+  readonly db: DbMetrics;
+  readonly failover: FailoverMetrics;
   readonly registry: client.Registry;
   httpRequest(method: string, route: string, status: number, seconds: number): void;
   /** a money movement's outcome; value counted only for completed ones */
@@ -42,6 +53,11 @@ export function createMetrics(): Metrics {
   const value = new client.Counter({ name: 'wallet_movement_value_minor_total', help: 'Value of completed movements in minor units', labelNames: ['kind', 'currency'], registers: [registry] });
   const batchSize = new client.Histogram({ name: 'ledger_batch_size', help: 'Commands per committed ledger batch', buckets: [1, 2, 5, 10, 25, 50, 100, 250, 500, 1000, 2500], registers: [registry] });
   const batchSeconds = new client.Histogram({ name: 'ledger_batch_duration_seconds', help: 'Ledger batch time from close to commit', buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1], registers: [registry] });
+  // read routing: the share of balance/history reads served by replicas, and why others were not
+  const reads = new client.Counter({ name: 'db_reads_total', help: 'Balance and history reads by where they were served (replica or primary) and why a primary', labelNames: ['cluster', 'kind', 'target', 'reason'], registers: [registry] });
+  const replicaUp = new client.Gauge({ name: 'db_replica_up', help: 'Whether the replica answered its last poll', labelNames: ['cluster', 'replica'], registers: [registry] });
+  const replicaLag = new client.Gauge({ name: 'db_replica_lag_seconds', help: 'Time since the oldest primary WAL position the replica has not replayed was seen', labelNames: ['cluster', 'replica'], registers: [registry] });
+  const replicaLagBytes = new client.Gauge({ name: 'db_replica_lag_bytes', help: 'WAL bytes the replica had not replayed at the last poll', labelNames: ['cluster', 'replica'], registers: [registry] });
   const batchFailures = new client.Counter({ name: 'ledger_batch_failures_total', help: 'Ledger batches that failed (transient ones are retried)', labelNames: ['reason'], registers: [registry] });
   const queue = new client.Gauge({ name: 'ledger_queue_depth', help: 'Commands waiting for a ledger batch', labelNames: ['cluster'], registers: [registry] });
   const cacheLookups = new client.Counter({ name: 'cache_lookups_total', help: 'Cache lookups by layer, key type and result', labelNames: ['layer', 'kind', 'result'], registers: [registry] });
@@ -57,8 +73,16 @@ export function createMetrics(): Metrics {
   const workersDesired = new client.Gauge({ name: 'workers_desired', help: 'Workers the scaling rule asks for (+10 per 1,000 queued; down below 100)', registers: [registry] });
   const workersActual = new client.Gauge({ name: 'workers_actual', help: 'Workers running', registers: [registry] });
   const jobs = new client.Counter({ name: 'jobs_total', help: 'Jobs run, by kind and outcome', labelNames: ['kind', 'outcome'], registers: [registry] });
+  const primaryUp = new client.Gauge({ name: 'db_primary_up', help: '1 while the cluster primary answers health checks', labelNames: ['cluster'], registers: [registry] });
+  const failovers = new client.Counter({ name: 'db_failovers_total', help: 'Primary changes: promotions by this process, or an operator promotion seen through the multi-host URL', labelNames: ['cluster'], registers: [registry] });
+  const syncMissing = new client.Gauge({ name: 'db_sync_replica_missing', help: '1 while DB_DURABILITY=sync-replica cannot hold (no synchronous replica left)', labelNames: ['cluster'], registers: [registry] });
   return {
     registry,
+    failover: {
+      primaryUp: (cluster, up) => primaryUp.set({ cluster }, up ? 1 : 0),
+      failover: (cluster) => failovers.inc({ cluster }),
+      syncReplicaMissing: (cluster, missing) => syncMissing.set({ cluster }, missing ? 1 : 0),
+    },
     events: {
       relayPublished: (topic, n) => published.inc({ topic }, n),
       relayLag: (cluster, age, n) => {
@@ -87,6 +111,16 @@ export function createMetrics(): Metrics {
     movement(kind, currency, outcome, amountMinor) {
       movements.inc({ kind, currency, outcome });
       if (outcome === 'completed') value.inc({ kind, currency }, Number(amountMinor));
+    },
+    db: {
+      read(cluster, kind, target, reason) {
+        reads.inc({ cluster, kind, target, reason: reason ?? '' });
+      },
+      replica(cluster, replica, up, lagSeconds, lagBytes) {
+        replicaUp.set({ cluster, replica }, up ? 1 : 0);
+        replicaLag.set({ cluster, replica }, lagSeconds);
+        replicaLagBytes.set({ cluster, replica }, Number(lagBytes));
+      },
     },
     batchCommitted(size, ms) {
       batchSize.observe(size);

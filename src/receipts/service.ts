@@ -119,9 +119,14 @@ export function createReceiptService({ db, config, now = () => new Date() }: Rec
     const owner = parseId(userId, 'usr');
     // Ids beyond year 9999 cannot be ours (and would not survive the trip to PostgreSQL as text).
     if (!id || !owner || id.createdAt.getUTCFullYear() > 9999) return undefined;
+    // the hot months or the archive (src/db/partitions.ts): each query prunes to the id's month
     const [row] = await db.forShard(owner.shard).sql`
       select id, type, direction, amount, currency, status, counterparty, note, created_at
       from transactions
+      where user_id = ${userId} and id = ${transactionId} and created_at = ${id.createdAt}
+      union all
+      select id, type, direction, amount, currency, status, counterparty, note, created_at
+      from archive.transactions
       where user_id = ${userId} and id = ${transactionId} and created_at = ${id.createdAt}`;
     return row;
   }

@@ -7,7 +7,7 @@
 import { randomBytes, randomInt } from 'node:crypto';
 
 export const SHARD_COUNT = 1000;
-export const ID_PREFIXES = ['usr', 'wal', 'txn', 'top', 'pay', 'ref', 'pm', 'evt', 'tok', 'whk', 'dlv'] as const;
+export const ID_PREFIXES = ['usr', 'wal', 'txn', 'top', 'pay', 'ref', 'pm', 'evt', 'tok', 'whk', 'dlv', 'rev', 'mov'] as const;
 export type IdPrefix = (typeof ID_PREFIXES)[number];
 
 const ALPHABET = '0123456789ABCDEFGHJKMNPQRSTVWXYZ';

@@ -12,6 +12,8 @@ import { createPlatform, type Platform, type PlatformOverrides } from '../platfo
 import { buildApp } from '../app.js';
 import { createLogger } from '../observability/logger.js';
 import { TEST_CARDS } from '../network/index.js';
+import { validateTopology, type Topology } from '../db/topology.js';
+import { SHARD_COUNT } from '../shared/ids.js';
 
 export interface TestPlatform {
   platform: Platform;
@@ -54,12 +56,17 @@ export async function createTestDatabase(): Promise<{ url: string; drop(): Promi
  */
 export const PERMISSIVE_FRAUD_RULES = fileURLToPath(new URL('./fraud-rules-permissive.json', import.meta.url));
 
+/** A platform of a test configuration (fast batches and hashing) and its app. */
+async function startTestPlatform(env: Record<string, string>, overrides: PlatformOverrides): Promise<{ platform: Platform; app: FastifyInstance; config: Config }> {
+  const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', LEDGER_BATCH_WINDOW_MS: '1', NETWORK_TIMEOUT_MS: '300', DB_POOL_MAX: '10', PASSWORD_HASH_LOG2_COST: '10', FRAUD_RULES_FILE: PERMISSIVE_FRAUD_RULES, ...env });
+  const platform = createPlatform(config, { log: createLogger(config.logLevel), ...overrides });
+  await platform.ready();
+  return { platform, app: await buildApp(platform), config };
+}
+
 export async function createTestPlatform(env: Record<string, string> = {}, overrides: PlatformOverrides = {}): Promise<TestPlatform> {
   const db = await createTestDatabase();
-  const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', LEDGER_BATCH_WINDOW_MS: '1', NETWORK_TIMEOUT_MS: '300', DB_POOL_MAX: '10', PASSWORD_HASH_LOG2_COST: '10', FRAUD_RULES_FILE: PERMISSIVE_FRAUD_RULES, ...env });
-  const platform = createPlatform(config, { databaseUrl: db.url, log: createLogger(config.logLevel), ...overrides });
-  await platform.ready();
-  const app = await buildApp(platform);
+  const { platform, app, config } = await startTestPlatform(env, { databaseUrl: db.url, ...overrides });
   return {
     platform,
     app,
@@ -69,6 +76,44 @@ export async function createTestPlatform(env: Record<string, string> = {}, overr
       await app.close();
       await platform.close();
       await db.drop();
+    },
+  };
+}
+
+/** The plan's regions by shard range, for `n` clusters (4: us-east, us-west, eu-west, apac). */
+export function regionalTopology(urls: string[], replicas: string[][] = []): Topology {
+  const regions = ['us-east', 'us-west', 'eu-west', 'apac'];
+  const per = Math.ceil(SHARD_COUNT / urls.length);
+  return validateTopology({
+    clusters: urls.map((primary, i) => ({
+      name: regions[i] ?? `cluster-${i}`,
+      region: regions[i] ?? regions[i % regions.length]!,
+      shards: [i * per, Math.min(SHARD_COUNT, (i + 1) * per) - 1],
+      primary,
+      ...(replicas[i]?.length ? { replicas: replicas[i] } : {}),
+    })),
+  });
+}
+
+/**
+ * A platform over several clusters, each a database of its own on the test PostgreSQL (the
+ * behaviour of routing and clearing does not depend on where the databases run; the replica and
+ * failover tests start real separate instances, src/test-support/clusters.ts).
+ */
+export async function createMultiClusterTestPlatform(clusters: number, env: Record<string, string> = {}, overrides: PlatformOverrides = {}): Promise<TestPlatform & { topology: Topology }> {
+  const dbs = await Promise.all(Array.from({ length: clusters }, () => createTestDatabase()));
+  const topology = regionalTopology(dbs.map((d) => d.url));
+  const { platform, app, config } = await startTestPlatform({ DB_POOL_MAX: '5', ...env }, { topology, ...overrides });
+  return {
+    platform,
+    app,
+    config,
+    topology,
+    databaseUrl: dbs[0]!.url,
+    async close() {
+      await app.close();
+      await platform.close();
+      await Promise.all(dbs.map((d) => d.drop()));
     },
   };
 }

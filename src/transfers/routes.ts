@@ -43,9 +43,13 @@ export function transferRoutes(p: Platform): FastifyPluginAsyncTypebox {
       const me = req.principal!;
       const parsed = parseId(req.params.id, 'txn');
       if (!parsed) throw new ProblemError('not_found', 'No such transfer.');
-      // The viewer's own history row: sender and recipient each have one; partition-pruned by the id's time.
+      // The viewer's own history row: sender and recipient each have one; partition-pruned by the
+      // id's time, in the hot months or the archive (src/db/partitions.ts), whichever holds the month.
       const [row] = await p.db.forShard(me.shard).sql`
         select id, direction, amount, currency, counterparty, note, status, created_at from transactions
+        where user_id = ${me.userId} and id = ${req.params.id} and created_at = ${parsed.createdAt} and type = 'transfer'
+        union all
+        select id, direction, amount, currency, counterparty, note, status, created_at from archive.transactions
         where user_id = ${me.userId} and id = ${req.params.id} and created_at = ${parsed.createdAt} and type = 'transfer'`;
       if (!row) throw new ProblemError('not_found', 'No such transfer.');
       const outgoing = row.direction === 'debit';

@@ -3,7 +3,7 @@ import type { Platform } from '../platform.js';
 import type { Principal } from '../auth/tokens.js';
 import { newId, parseId } from '../shared/ids.js';
 import { problem } from '../http/problem.js';
-import type { CommandResult, Op } from '../ledger/types.js';
+import type { Command, CommandResult, Op } from '../ledger/types.js';
 import type { WalletDirectory } from '../ledger/wallet-directory.js';
 import { findIdempotencyRecord } from '../ledger/engine.js';
 import { fraudAlert, type RequestContext } from '../fraud/decide.js';
@@ -27,9 +27,6 @@ export function createTransferService(p: Platform, wallets: WalletDirectory) {
       const to = parseId(input.to, 'usr');
       if (!to) return refuse(404, 'not_found', 'No such recipient.');
       if (input.to === me.userId) return refuse(409, 'conflict', 'A transfer needs a recipient other than yourself.');
-      if (p.db.forShard(to.shard) !== p.db.forShard(me.shard)) {
-        return refuse(503, 'unavailable', 'Transfers between clusters are not enabled in this deployment.');
-      }
       const [fromWallet, toWallet] = await Promise.all([wallets.find(me.userId, input.currency), wallets.find(input.to, input.currency)]);
       if (!toWallet && !(await wallets.userExists(input.to))) return refuse(404, 'not_found', 'No such recipient.');
       if (!fromWallet) return refuse(422, 'currency_mismatch', `You have no ${input.currency} wallet.`);
@@ -70,20 +67,30 @@ export function createTransferService(p: Platform, wallets: WalletDirectory) {
         return result;
       }
       const status = held ? 'pending' : 'completed';
-      const ops: Op[] = [
-        { t: 'transfer', id, debit: fromWallet, credit: toWallet, amount: input.amountMinor, currency: input.currency, pending: held, kind: 'p2p', refId: id },
-        { t: 'history', row: { id, userId: me.userId, shard: me.shard, walletId: fromWallet, type: 'transfer', direction: 'debit', amount: input.amountMinor, currency: input.currency, status, counterparty: input.to, note, createdAt } },
-        { t: 'history', row: { id, userId: input.to, shard: toShard, walletId: toWallet, type: 'transfer', direction: 'credit', amount: input.amountMinor, currency: input.currency, status, counterparty: me.userId, note, createdAt } },
-      ];
-      if (held) {
-        ops.push(
-          { t: 'fraud_review', row: { id, shard: me.shard, userId: me.userId, kind: 'transfer', counterpartyId: input.to, amount: input.amountMinor, currency: input.currency, score: decision.score, reasons: decision.reasons, createdAt } },
-          fraudAlert(me.userId, me.shard, createdAt, 'fraud.review', { requestId: fraudReq.requestId, kind: 'transfer', transferId: id, to: input.to, amount: input.amountMinor, currency: input.currency, decision }),
-        );
-      } else {
-        ops.push({ t: 'outbox', event: { eventId: newId('evt', me.shard, createdAt), topic: 'transaction-events', partitionKey: me.userId, shard: me.shard, type: 'transfer.completed', payload: { ...body, fromWallet, toWallet } } });
-      }
-      const result = await p.engine.submit({ shard: me.shard, idempotency, accounts: [fromWallet, toWallet], apply: () => ({ ops, answer: { status: 201, body } }) });
+      // Another cluster: this leg moves the money to this cluster's clearing account; the
+      // clearing consumer credits the recipient's cluster from the event (src/transfers/clearing.ts).
+      // Built from the routing, so rebuilt when a shard move changes it while the command waits
+      // at the move's fence (Command.reroute); the event says which way it went (viaClearing).
+      const build = async (): Promise<Command> => {
+        const home = p.db.forShard(me.shard);
+        const cross = p.db.forShard(toShard) !== home;
+        const credit = cross ? await p.systemAccounts.account(home, 'clearing', input.currency, id) : toWallet;
+        const ops: Op[] = [
+          { t: 'transfer', id, debit: fromWallet, credit, amount: input.amountMinor, currency: input.currency, pending: held, kind: 'p2p', refId: id },
+          { t: 'history', row: { id, userId: me.userId, shard: me.shard, walletId: fromWallet, type: 'transfer', direction: 'debit', amount: input.amountMinor, currency: input.currency, status, counterparty: input.to, note, createdAt } },
+        ];
+        if (!cross) ops.push({ t: 'history', row: { id, userId: input.to, shard: toShard, walletId: toWallet, type: 'transfer', direction: 'credit', amount: input.amountMinor, currency: input.currency, status, counterparty: me.userId, note, createdAt } });
+        if (held) {
+          ops.push(
+            { t: 'fraud_review', row: { id, shard: me.shard, userId: me.userId, kind: 'transfer', counterpartyId: input.to, amount: input.amountMinor, currency: input.currency, score: decision.score, reasons: decision.reasons, createdAt } },
+            fraudAlert(me.userId, me.shard, createdAt, 'fraud.review', { requestId: fraudReq.requestId, kind: 'transfer', transferId: id, to: input.to, amount: input.amountMinor, currency: input.currency, decision }),
+          );
+        } else {
+          ops.push({ t: 'outbox', event: { eventId: newId('evt', me.shard, createdAt), topic: 'transaction-events', partitionKey: me.userId, shard: me.shard, type: 'transfer.completed', payload: { ...body, fromWallet, toWallet, viaClearing: cross } } });
+        }
+        return { shard: me.shard, idempotency, accounts: [fromWallet, credit], apply: () => ({ ops, answer: { status: 201, body } }), reroute: build };
+      };
+      const result = await p.engine.submit(await build());
       if (!result.replayed) {
         p.metrics.movement('p2p', input.currency, result.status === 201 ? (held ? 'pending_review' : 'completed') : String((result.body as { code?: string }).code ?? result.status), input.amountMinor);
         if (result.status === 201 && !held) p.fraud.completed(fraudReq);

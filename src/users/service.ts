@@ -33,14 +33,10 @@ const userFromRow = (r: Record<string, unknown>): User => ({
 });
 
 export function createUserService(p: Platform) {
-  const regionShards = new Map<string, number[]>();
-  for (const c of p.db.clusters) {
-    const shards = Array.from({ length: SHARD_COUNT }, (_, s) => s).filter((s) => p.db.forShard(s) === c);
-    regionShards.set(c.region, [...(regionShards.get(c.region) ?? []), ...shards]);
-  }
   /** A user's shard: uniform within the region's shard ranges, or over all shards when no cluster is in that region. */
   const shardFor = (region: string) => {
-    const shards = regionShards.get(region);
+    // by the routing of now: a moved shard belongs to the region of the cluster it moved to
+    const shards = Array.from({ length: SHARD_COUNT }, (_, s) => s).filter((s) => p.db.forShard(s).region === region);
     return shards?.length ? shards[Math.floor(Math.random() * shards.length)]! : newShard();
   };
 

@@ -29,7 +29,7 @@ export function walletRoutes(p: Platform): FastifyPluginAsyncTypebox {
 
     app.get('/wallets', { schema: { tags, summary: "The user's wallets and balances", security: Bearer, headers: ConsistencyHeaders, response: { 200: Type.Object({ wallets: Type.Array(WalletSchema) }), ...problems(401) } } }, async (req) => {
       const me = req.principal!;
-      return { wallets: (await reads.balances(me.userId, me.shard, parseConsistency(req.headers[CONSISTENCY_HEADER]))).map(view) };
+      return { wallets: (await reads.balances(me.userId, me.shard, parseConsistency(req.headers[CONSISTENCY_HEADER]), { consistency: req.headers[CONSISTENCY_HEADER] })).map(view) };
     });
 
     app.post('/wallets', { schema: { tags, summary: 'Open a wallet in another currency', security: Bearer, body: Type.Object({ currency: Currency }, { additionalProperties: false }), response: { 201: WalletSchema, ...problems(400, 401, 409) } } }, async (req, reply) => {
@@ -44,7 +44,7 @@ export function walletRoutes(p: Platform): FastifyPluginAsyncTypebox {
       const me = req.principal!;
       const parsed = parseId(req.params.id, 'wal');
       if (!parsed || parsed.shard !== me.shard) throw new ProblemError('not_found', 'No such wallet.');
-      const wallet = (await reads.balances(me.userId, me.shard, parseConsistency(req.headers[CONSISTENCY_HEADER]))).find((w) => w.id === req.params.id);
+      const wallet = (await reads.balances(me.userId, me.shard, parseConsistency(req.headers[CONSISTENCY_HEADER]), { consistency: req.headers[CONSISTENCY_HEADER] })).find((w) => w.id === req.params.id);
       if (!wallet) throw new ProblemError('not_found', 'No such wallet.');
       return view(wallet);
     });

@@ -5,7 +5,8 @@
  * balance, whichever process answers.
  */
 import type { Platform } from '../platform.js';
-import { cacheKey } from '../cache/index.js';
+import { cacheKey, type Loaded } from '../cache/index.js';
+import type { Sql } from '../db/index.js';
 import type { WalletSnapshot } from '../ledger/types.js';
 import { WALLET_COLUMNS, walletFromRow } from '../ledger/accounts.js';
 import type { User } from '../users/service.js';
@@ -39,11 +40,25 @@ export function formatConsistency(versions: Map<string, bigint>): string {
 export function createWalletReads(p: Platform) {
   const sqlOf = (shard: number) => p.db.forShard(shard).sql;
 
-  const loadBalances = async (shard: number, keys: string[]): Promise<Map<string, WalletSnapshot>> => {
+  const query = async (sql: Sql, keys: string[]): Promise<Map<string, WalletSnapshot>> => {
     const ids = keys.map((k) => k.slice('balance:'.length));
-    const sql = sqlOf(shard);
     const rows = await sql`select ${sql.unsafe(WALLET_COLUMNS)} from accounts where id = any(${ids}::text[]) and kind = 'user'`;
     return new Map(rows.map((r) => [cacheKey.balance(r.id as string), walletFromRow(r)]));
+  };
+
+  /**
+   * Cache misses: from a replica when one qualifies (up, within the lag bound, past the caller's
+   * last write), answered but not cached; anything it has older than a version the caller names
+   * is read again from the primary.
+   */
+  const loadBalances = async (shard: number, keys: string[], minLsn: bigint | undefined, minVersions?: Map<string, bigint>): Promise<Loaded<WalletSnapshot>> => {
+    const cluster = p.db.forShard(shard);
+    const sql = minLsn === undefined ? cluster.sql : cluster.reader('balance', minLsn);
+    if (sql === cluster.sql) return query(sql, keys);
+    const values = await query(sql, keys);
+    const stale = keys.filter((k) => !values.has(k) || values.get(k)!.version < (minVersions?.get(k) ?? -1n));
+    if (stale.length) for (const [k, v] of await query(cluster.sql, stale)) values.set(k, v);
+    return { values, store: false };
   };
 
   return {
@@ -63,12 +78,16 @@ export function createWalletReads(p: Platform) {
       });
     },
 
-    /** the user's wallets with balances, none older than minVersions */
-    async balances(userId: string, shard: number, minVersions?: Map<string, bigint>): Promise<WalletSnapshot[]> {
+    /**
+     * The user's wallets with balances, none older than minVersions. With `read` (the API) a cache
+     * miss may be served by a replica; without (the cache warmer), the primary fills the cache.
+     */
+    async balances(userId: string, shard: number, minVersions?: Map<string, bigint>, read?: { consistency: unknown }): Promise<WalletSnapshot[]> {
       const profile = await this.profile(userId, shard);
       if (!profile) return [];
       const keys = profile.wallets.map((w) => cacheKey.balance(w.id));
-      const found = await p.cache.getVersioned(keys, (missing) => loadBalances(shard, missing), minVersions);
+      const minLsn = read ? p.consistency.minLsn(userId, p.db.forShard(shard).name, read.consistency) : undefined;
+      const found = await p.cache.getVersioned(keys, (missing) => loadBalances(shard, missing, minLsn, minVersions), minVersions);
       return keys.map((k) => found.get(k)).filter((w): w is WalletSnapshot => w !== undefined);
     },
 

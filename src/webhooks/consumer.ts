@@ -18,7 +18,7 @@ import { ALL_EVENTS, deliverJob } from './service.js';
 export const WEBHOOK_GROUP = 'webhooks';
 
 /** ledger-internal fields of the events (account and wallet ids) that the public API never shows */
-const INTERNAL_FIELDS = new Set(['payerAccount', 'merchantWalletId', 'fromWallet', 'toWallet', 'walletId']);
+const INTERNAL_FIELDS = new Set(['payerAccount', 'merchantWalletId', 'fromWallet', 'toWallet', 'walletId', 'viaClearing']);
 
 /** The body every endpoint receives for an event, byte for byte on every attempt. */
 export function webhookBody(event: BusEvent): string {
