@@ -5,11 +5,12 @@
  * guard and `npm install` applies it (postinstall: patch-package); this fails if it did not.
  */
 import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 
-const root = dirname(createRequire(import.meta.url).resolve('postgres/package.json'));
+// the package's exports hide its files from resolve(): the installed directory itself
+const root = fileURLToPath(new URL('../../node_modules/postgres/', import.meta.url));
 
 describe('the PostgreSQL driver', () => {
   it.each(['src/connection.js', 'cjs/src/connection.js'])('%s settles a write to a closed connection instead of crashing', (file) => {
