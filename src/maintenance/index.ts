@@ -6,6 +6,7 @@
 import type { Cluster } from '../db/index.js';
 import type { Platform } from '../platform.js';
 import { archivePartitions, dropArchivedPartitions, ensurePartitions } from '../db/partitions.js';
+import { CLEARING_USER, REFUSED_STATUS } from '../transfers/clearing.js';
 
 const MAINTENANCE_LOCK = 72_616_002;
 const PURGE_BATCH = 10_000;
@@ -27,7 +28,10 @@ export function coreTasks(p: Platform): MaintenanceTask[] {
       name: 'idempotency-purge',
       run: async (c, now) => {
         const cutoff = new Date(now.getTime() - config.idempotencyTtlHours * 3_600_000);
-        const rows = await c.sql`delete from idempotency_keys where ctid = any(array(select ctid from idempotency_keys where created_at < ${cutoff} limit ${PURGE_BATCH})) returning 1`;
+        // a cross-cluster credit's refusal is kept for good: it is what stops a late redelivery
+        // from crediting a transfer that was already reversed (src/transfers/clearing.ts)
+        const rows = await c.sql`delete from idempotency_keys where ctid = any(array(
+          select ctid from idempotency_keys where created_at < ${cutoff} and not (user_id = ${CLEARING_USER} and status_code = ${REFUSED_STATUS}) limit ${PURGE_BATCH})) returning 1`;
         return rows.length;
       },
     },

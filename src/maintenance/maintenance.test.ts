@@ -1,3 +1,4 @@
+import { CLEARING_USER, REFUSED_STATUS } from '../transfers/clearing.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestPlatform, fund, idemKey, moneyPost, signUp, type TestPlatform } from '../test-support/platform.js';
 import { coreTasks, runMaintenanceRound } from './index.js';
@@ -42,6 +43,16 @@ describe('maintenance role', () => {
     expect(await count()).toBe(1);
     await runMaintenanceRound(t.platform, coreTasks(t.platform), new Date(Date.now() + 25 * 3_600_000));
     expect(await count()).toBe(0);
+  });
+
+  it("keeps a cross-cluster credit's refusal past the time to live, and purges its credits", async () => {
+    const sql = t.platform.db.clusters[0]!.sql;
+    await sql`insert into idempotency_keys (user_id, key, shard, request_hash, status_code, response) values
+      (${CLEARING_USER}, 'clearing:txn_refused', 1, 'h', ${REFUSED_STATUS}, '{"outcome":"refused"}'),
+      (${CLEARING_USER}, 'clearing:txn_credited', 1, 'h', 201, '{"outcome":"credited"}')`;
+    await runMaintenanceRound(t.platform, coreTasks(t.platform), new Date(Date.now() + 365 * 24 * 3_600_000));
+    const left = await sql<{ key: string }[]>`select key from idempotency_keys where user_id = ${CLEARING_USER} order by key`;
+    expect(left.map((r) => r.key)).toEqual(['clearing:txn_refused']);
   });
 
   it('lets only one maintainer work a cluster at a time', async () => {
