@@ -6,6 +6,7 @@ import { shardOf } from '../shared/ids.js';
 import { reconcile } from '../ledger/reconcile.js';
 import { reconcileClearing } from '../ledger/reconcile-clearing.js';
 import type { BusEvent } from '../events/types.js';
+import { busEnv, dropNamespace } from '../test-support/nats.js';
 
 let t: TestPlatform;
 
@@ -157,5 +158,36 @@ describe('transfers between clusters', () => {
     const report = await reconcileClearing(t.platform.db);
     expect(report.ok).toBe(false);
     expect(report.findings.find((f) => f.code === 'clearing_credited_and_reversed')?.examples[0]).toMatchObject({ id });
+  });
+});
+
+describe('transfers between clusters on the JetStream bus', () => {
+  let js: TestPlatform;
+  let ns = '';
+  beforeAll(async () => {
+    const bus = await busEnv('jetstream');
+    ns = bus.namespace;
+    js = await createMultiClusterTestPlatform(4, { ...bus.env, RELAY_POLL_MS: '10' });
+  });
+  afterAll(async () => {
+    await js?.close();
+    if (ns) await dropNamespace(ns);
+  });
+
+  it('credits the recipient on the other cluster through the same consumer, unchanged', async () => {
+    const roles = startEventRoles(js.platform, ['relay', 'notify', 'workers']);
+    try {
+      const alice = await signUp(js.app, { region: 'apac' });
+      const bob = await signUp(js.app, { region: 'us-west' });
+      await fund(js.app, alice, 4_000);
+      const res = await moneyPost(js.app, alice, '/v1/transfers', { to: bob.id, amount: 1_500, currency: 'USD' });
+      expect(res.statusCode).toBe(201);
+      await until(async () => (await balance(js.app, bob)).available === 1_500, 15_000, "bob's credit through JetStream");
+      const report = await reconcile(js.platform.db);
+      expect(report.checks.filter((c) => !c.ok)).toEqual([]);
+      expect(report.inFlight).toEqual([]);
+    } finally {
+      await roles.stop();
+    }
   });
 });
