@@ -51,25 +51,12 @@ export function toBusEvent(r: OutboxRow): BusEvent | undefined {
   return { id: r.event_id, topic: r.topic as Topic, key: r.partition_key, type: r.type, shard: r.shard, at: r.created_at.toISOString(), payload: r.payload };
 }
 
-/** a relay pass that has not finished by then is abandoned (its transaction ends server-side) */
-const PASS_DEADLINE_MS = 20_000;
-
-class PassTimeout extends Error {}
-
-function withDeadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  work.catch(() => undefined);
-  return Promise.race([work, new Promise<never>((_, fail) => (timer = setTimeout(() => fail(new PassTimeout(`${what} did not finish within ${ms} ms`)), ms)))]).finally(() => clearTimeout(timer));
-}
-
 export function createRelay(p: Platform, opts: { onBatch?: (n: number) => void } = {}): Relay {
   const { relayBatchSize: batch, relayLanes: lanes } = p.config;
   const publishLane = async (cluster: Cluster, lane: number): Promise<number> => {
     const [lo, hi] = laneRange(lane, lanes);
     return (await cluster.sql.begin(async (tx) => {
-      // a pass that hangs (its publish, or a connection lost under it) must not keep the lane's
-      // locks: the server ends the transaction once it idles this long (the loop moves on, below)
-      const [lock] = await tx<{ ok: boolean }[]>`select set_config('idle_in_transaction_session_timeout', ${`${PASS_DEADLINE_MS}ms`}, true), pg_try_advisory_xact_lock(${RELAY_LOCK}, ${lane}) as ok`;
+      const [lock] = await tx<{ ok: boolean }[]>`select pg_try_advisory_xact_lock(${RELAY_LOCK}, ${lane}) as ok`;
       if (!lock?.ok) return 0;
       const rows = await tx<OutboxRow[]>`select seq, event_id, topic, partition_key, shard, type, payload, created_at from outbox
         where sent_at is null and shard between ${lo} and ${hi} order by seq limit ${batch} for update skip locked`;
@@ -119,14 +106,14 @@ export function createRelay(p: Platform, opts: { onBatch?: (n: number) => void }
     while (!stopped) {
       let published = 0;
       try {
-        published = await withDeadline(runCluster(cluster), PASS_DEADLINE_MS, `relay pass on ${cluster.name}`);
+        published = await runCluster(cluster);
         if (Date.now() - lastLag > LAG_EVERY_MS) {
           lastLag = Date.now();
           await measureLag(p, cluster);
         }
       } catch (err) {
-        // a read-only server (a failover) or a pass that never finished: fresh connections
-        if (onReadOnlyServer(err) || err instanceof PassTimeout) cluster.recyclePrimary();
+        // the pool reached a standby (a failover): fresh connections find the primary
+        if (onReadOnlyServer(err)) cluster.recyclePrimary();
         p.log.error({ err, cluster: cluster.name }, 'relay pass failed; retrying');
         await sleep(Math.max(100, p.config.relayPollMs));
       }
