@@ -51,6 +51,23 @@ export function toBusEvent(r: OutboxRow): BusEvent | undefined {
   return { id: r.event_id, topic: r.topic as Topic, key: r.partition_key, type: r.type, shard: r.shard, at: r.created_at.toISOString(), payload: r.payload };
 }
 
+/**
+ * A relay pass that has not finished by then is abandoned and the cluster's primary pool
+ * replaced: ending the old pool's connections rolls its transactions back, which frees the
+ * lanes' locks, and the next pass publishes the rows again (consumers de-duplicate by event id).
+ * A pass publishes at most RELAY_CONCURRENCY x RELAY_BATCH_SIZE rows; it takes well under a
+ * second when nothing is wrong.
+ */
+const PASS_DEADLINE_MS = 20_000;
+
+class PassTimeout extends Error {}
+
+function withDeadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  work.catch(() => undefined);
+  return Promise.race([work, new Promise<never>((_, fail) => (timer = setTimeout(() => fail(new PassTimeout(`${what} did not finish within ${ms} ms`)), ms)))]).finally(() => clearTimeout(timer));
+}
+
 export function createRelay(p: Platform, opts: { onBatch?: (n: number) => void } = {}): Relay {
   const { relayBatchSize: batch, relayLanes: lanes } = p.config;
   const publishLane = async (cluster: Cluster, lane: number): Promise<number> => {
@@ -106,14 +123,14 @@ export function createRelay(p: Platform, opts: { onBatch?: (n: number) => void }
     while (!stopped) {
       let published = 0;
       try {
-        published = await runCluster(cluster);
+        published = await withDeadline(runCluster(cluster), PASS_DEADLINE_MS, `relay pass on ${cluster.name}`);
         if (Date.now() - lastLag > LAG_EVERY_MS) {
           lastLag = Date.now();
           await measureLag(p, cluster);
         }
       } catch (err) {
-        // the pool reached a standby (a failover): fresh connections find the primary
-        if (onReadOnlyServer(err)) cluster.recyclePrimary();
+        // a read-only server (a failover) or a pass that never finished: fresh connections
+        if (onReadOnlyServer(err) || err instanceof PassTimeout) cluster.recyclePrimary();
         p.log.error({ err, cluster: cluster.name }, 'relay pass failed; retrying');
         await sleep(Math.max(100, p.config.relayPollMs));
       }
