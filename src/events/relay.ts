@@ -9,7 +9,7 @@
  * user's shard) is published by one relay at a time, in outbox order: per-user order holds
  * within a partition. Within a lane, rows are taken FOR UPDATE SKIP LOCKED in seq order.
  */
-import { onReadOnlyServer, type Cluster } from '../db/index.js';
+import type { Cluster } from '../db/index.js';
 import type { Platform } from '../platform.js';
 import { SHARD_COUNT } from '../shared/ids.js';
 import { TOPICS, type BusEvent, type Topic } from './types.js';
@@ -49,23 +49,6 @@ export function laneOf(shard: number, lanes: number): number {
 export function toBusEvent(r: OutboxRow): BusEvent | undefined {
   if (!(r.topic in TOPICS)) return undefined;
   return { id: r.event_id, topic: r.topic as Topic, key: r.partition_key, type: r.type, shard: r.shard, at: r.created_at.toISOString(), payload: r.payload };
-}
-
-/**
- * A relay pass that has not finished by then is abandoned and the cluster's primary pool
- * replaced: ending the old pool's connections rolls its transactions back, which frees the
- * lanes' locks, and the next pass publishes the rows again (consumers de-duplicate by event id).
- * A pass publishes at most RELAY_CONCURRENCY x RELAY_BATCH_SIZE rows; it takes well under a
- * second when nothing is wrong.
- */
-const PASS_DEADLINE_MS = 20_000;
-
-class PassTimeout extends Error {}
-
-function withDeadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  work.catch(() => undefined);
-  return Promise.race([work, new Promise<never>((_, fail) => (timer = setTimeout(() => fail(new PassTimeout(`${what} did not finish within ${ms} ms`)), ms)))]).finally(() => clearTimeout(timer));
 }
 
 export function createRelay(p: Platform, opts: { onBatch?: (n: number) => void } = {}): Relay {
@@ -116,22 +99,19 @@ export function createRelay(p: Platform, opts: { onBatch?: (n: number) => void }
   const runOnce = async () => (await Promise.all(p.db.clusters.map(runCluster))).reduce((a, b) => a + b, 0);
 
   let stopped = false;
-  let loops: Promise<void>[] = [];
-  // One loop per cluster: a cluster that is down or failing over delays only its own events.
-  const run = async (cluster: Cluster) => {
-    let lastLag = 0;
+  let lastLag = 0;
+  let loop: Promise<void> = Promise.resolve();
+  const run = async () => {
     while (!stopped) {
       let published = 0;
       try {
-        published = await withDeadline(runCluster(cluster), PASS_DEADLINE_MS, `relay pass on ${cluster.name}`);
+        published = await runOnce();
         if (Date.now() - lastLag > LAG_EVERY_MS) {
           lastLag = Date.now();
-          await measureLag(p, cluster);
+          await Promise.all(p.db.clusters.map((c) => measureLag(p, c)));
         }
       } catch (err) {
-        // a read-only server (a failover) or a pass that never finished: fresh connections
-        if (onReadOnlyServer(err) || err instanceof PassTimeout) cluster.recyclePrimary();
-        p.log.error({ err, cluster: cluster.name }, 'relay pass failed; retrying');
+        p.log.error({ err }, 'relay pass failed; retrying');
         await sleep(Math.max(100, p.config.relayPollMs));
       }
       // a full batch means more is waiting: go again at once
@@ -142,12 +122,12 @@ export function createRelay(p: Platform, opts: { onBatch?: (n: number) => void }
   const relay: Relay = {
     runOnce,
     start() {
-      loops = p.db.clusters.map(run);
+      loop = run();
       return relay;
     },
     async stop() {
       stopped = true;
-      await Promise.all(loops);
+      await loop;
     },
   };
   return relay;
