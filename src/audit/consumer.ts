@@ -10,7 +10,7 @@
  * what still failed, and appendAudit skips what did commit: the chain records each event once
  * (event_id is unique: the chain is its own inbox).
  */
-import type { Sql } from '../db/index.js';
+import { unlessStuck, type Cluster, type Sql } from '../db/index.js';
 import type { Platform } from '../platform.js';
 import { PoisonEvent, type BusEvent, type ConsumerSpec } from '../events/types.js';
 import { appendAudit, auditEventProblem } from './chain.js';
@@ -22,6 +22,12 @@ export interface AuditConsumerOptions {
   batchMax?: number;
   /** events waiting per cluster before handlers are refused (the bus redelivers them later); default 10,000 */
   queueMax?: number;
+  /**
+   * The cluster whose chain this is, and how long one append may take: past that its connection is
+   * taken for stuck, the cluster's primary pool is replaced (src/db/index.ts, unlessStuck) and the
+   * batch fails, so one stuck connection cannot stop the cluster's chain for good.
+   */
+  stuck?: { cluster: Pick<Cluster, 'name' | 'recyclePrimary'>; ms: number };
 }
 
 interface Waiting {
@@ -37,18 +43,22 @@ export function createAuditAppender(sqlOf: Sql | (() => Sql), opts: AuditConsume
   const queueMax = Math.max(batchMax, opts.queueMax ?? 10_000);
   const queue: Waiting[] = [];
   let draining = false;
+  const append = (events: BusEvent[]) => {
+    const work = appendAudit(current(), events);
+    return opts.stuck ? unlessStuck(opts.stuck.cluster, 'the audit append', opts.stuck.ms, work) : work;
+  };
 
   const drain = async () => {
     draining = true;
     while (queue.length) {
       const batch = queue.splice(0, batchMax);
       try {
-        await appendAudit(current(), batch.map((w) => w.event));
+        await append(batch.map((w) => w.event));
         for (const w of batch) w.done();
       } catch (err) {
         if (batch.length === 1) batch[0]!.done(err);
         // one event the database refuses must not fail its batch-mates on every redelivery
-        else for (const w of batch) await appendAudit(current(), [w.event]).then(() => w.done(), w.done);
+        else for (const w of batch) await append([w.event]).then(() => w.done(), w.done);
       }
     }
     draining = false;
@@ -67,7 +77,7 @@ export function createAuditAppender(sqlOf: Sql | (() => Sql), opts: AuditConsume
 
 /** Group 'audit' on transaction-events and on audit-logs, sharing one appender per cluster. */
 export function auditConsumers(p: Platform, opts: AuditConsumerOptions = {}): ConsumerSpec[] {
-  const appenders = new Map(p.db.clusters.map((c) => [c.name, createAuditAppender(() => c.sql, opts)]));
+  const appenders = new Map(p.db.clusters.map((c) => [c.name, createAuditAppender(() => c.sql, { stuck: { cluster: c, ms: p.config.dbStepTimeoutMs }, ...opts })]));
   const handler = async (event: BusEvent) => {
     // a malformed event would fail its whole batch on every delivery: dead-letter it alone
     const problem = auditEventProblem(event);

@@ -109,6 +109,8 @@ const settings = {
   ledgerBatchRetries: ['LEDGER_BATCH_RETRIES', Int(0, 20, 5)],
   ledgerBatchTimeoutMs: ['LEDGER_BATCH_TIMEOUT_MS', Int(100, 600_000, 10_000)],
   dbStartupTimeoutMs: ['DB_STARTUP_TIMEOUT_MS', Int(100, 600_000, 10_000)],
+  // a background database step (relay, audit append) past this is a stuck connection: the pool is replaced
+  dbStepTimeoutMs: ['DB_STEP_TIMEOUT_MS', Int(100, 600_000, 15_000)],
   ledgerSystemSubAccounts: ['LEDGER_SYSTEM_SUB_ACCOUNTS', Int(1, 256, 16)],
 
   loginMaxFailuresPerAccount: ['LOGIN_MAX_FAILURES_PER_ACCOUNT', Int(1, 1000, 10)],
@@ -122,6 +124,8 @@ const settings = {
   busMaxDeliver: ['BUS_MAX_DELIVER', Int(1, 100, 5)],
   busDedupWindowMs: ['BUS_DEDUP_WINDOW_MS', Int(1000, 86_400_000, 120_000)],
   busMaxAgeDays: ['BUS_MAX_AGE_DAYS', Int(1, 365, 7)],
+  // in-process bus: a handler attempt not finished by then is redelivered (JetStream's ack_wait)
+  busAckWaitMs: ['BUS_ACK_WAIT_MS', Int(100, 600_000, 30_000)],
   relayBatchSize: ['RELAY_BATCH_SIZE', Int(1, 10_000, 1000)],
   relayPollMs: ['RELAY_POLL_MS', Int(1, 60_000, 20)],
   relayLanes: ['RELAY_LANES', Int(1, 1000, 16)],

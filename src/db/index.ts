@@ -52,9 +52,42 @@ export interface Cluster {
   /**
    * The primary pool reached a server that is not the primary (SQLSTATE 25006 after a failover):
    * its connections are replaced by fresh ones, which find the primary again through the URL's
-   * target_session_attrs. At most once a second; the old pool ends in the background.
+   * target_session_attrs. At most once a second; the old pool ends in the background (its
+   * connections are destroyed after 5 s, failing whatever still runs on them).
    */
   recyclePrimary(): void;
+}
+
+/** a database step that did not settle within its deadline (see `unlessStuck`) */
+export class DatabaseStuck extends Error {
+  readonly code = 'DATABASE_STUCK';
+  constructor(cluster: string, what: string, ms: number) {
+    super(`${what} on cluster ${cluster} did not finish within ${ms} ms; its primary pool was replaced`);
+    this.name = 'DatabaseStuck';
+  }
+}
+
+/**
+ * `work` on the cluster's primary, with a deadline. Work that has not settled by then is taken for
+ * a stuck connection, which no server-side timeout ends: seen after failovers, a postgres.js
+ * connection whose server waits in the middle of an extended-protocol message for the rest,
+ * while the client waits for an answer. The primary pool is replaced (Cluster.recyclePrimary):
+ * the old pool's connections are destroyed a few seconds later, so the abandoned work fails and
+ * its transaction's locks are released; the caller gets DatabaseStuck at once and retries.
+ * For background work only (relay, audit appender), whose callers retry; the ledger engine has
+ * its own deadline with the same recovery.
+ */
+export function unlessStuck<T>(cluster: Pick<Cluster, 'name' | 'recyclePrimary'>, what: string, ms: number, work: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, fail) => {
+    timer = setTimeout(() => {
+      cluster.recyclePrimary();
+      fail(new DatabaseStuck(cluster.name, what, ms));
+    }, ms);
+  });
+  // a late failure of the abandoned work is nobody's to handle any more
+  work.catch(() => undefined);
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }
 
 /** an error that says a primary pool's connection is on a read-only server */

@@ -12,7 +12,7 @@
  * alone once, so one bad command cannot take its neighbours down with it.
  */
 import { createHash } from 'node:crypto';
-import { onReadOnlyServer, type Cluster, type Db, type Queryable, type Sql } from '../db/index.js';
+import { DatabaseStuck, onReadOnlyServer, unlessStuck, type Cluster, type Db, type Queryable, type Sql } from '../db/index.js';
 import { problem } from '../http/problem.js';
 import { stringifyJson } from '../shared/json.js';
 import type { AccountState, Answer, Applied, BatchView, Command, CommandResult, HistoryRow, Op, OutboxEvent, PaymentState, PendingTransferState, TopupRow, WalletSnapshot } from './types.js';
@@ -204,7 +204,7 @@ class ClusterQueue {
     let mode: 'optimistic' | 'locked' = 'optimistic';
     for (let attempt = 0; ; attempt++) {
       try {
-        const { results, effects } = await withBatchDeadline(executeBatch(this.cluster.sql, batch.map((p) => p.cmd), mode), this.opts.batchTimeoutMs ?? 10_000, this.name);
+        const { results, effects } = await withBatchDeadline(executeBatch(this.cluster.sql, batch.map((p) => p.cmd), mode), this.opts.batchTimeoutMs ?? 10_000, this.cluster);
         // Where replicas serve reads, callers learn a WAL position that covers their write
         // (read-your-writes, src/db/consistency.ts). Without it they would still be right, only
         // sent to the primary by the versions they carry; so a failure here fails nothing.
@@ -264,14 +264,15 @@ class ClusterQueue {
   }
 }
 
-function withBatchDeadline<T>(work: Promise<T>, ms: number, cluster: string): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, fail) => {
-    timer = setTimeout(() => fail(new EngineUnavailable('batch_failed', `the ledger batch on cluster ${cluster} did not commit within ${ms} ms`)), ms);
+/**
+ * The batch's deadline. A batch past it holds its accounts' row locks on a connection that is slow
+ * or stuck (src/db/index.ts, unlessStuck): the primary pool is replaced so that connection is
+ * destroyed and the locks released, instead of every later batch on those accounts timing out too.
+ */
+function withBatchDeadline<T>(work: Promise<T>, ms: number, cluster: Cluster): Promise<T> {
+  return unlessStuck(cluster, 'the ledger batch', ms, work).catch((err) => {
+    throw err instanceof DatabaseStuck ? new EngineUnavailable('batch_failed', `the ledger batch on cluster ${cluster.name} did not commit within ${ms} ms`) : err;
   });
-  // a late failure of the abandoned batch is nobody's to handle any more
-  work.catch(() => undefined);
-  return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }
 
 function answerOf(result: Answer, replayed = false, json?: string): CommandResult {
