@@ -14,7 +14,7 @@ export interface Backbone {
 export function createBackbone(config: Config, log: Logger, metrics?: EventMetrics): Backbone {
   if (config.natsUrl) return createJetStreamBackbone(config, log, metrics);
   return {
-    bus: createMemoryBus({ maxDeliver: config.busMaxDeliver, dedupWindowMs: config.busDedupWindowMs, metrics }),
+    bus: createMemoryBus({ maxDeliver: config.busMaxDeliver, dedupWindowMs: config.busDedupWindowMs, ackWaitMs: config.busAckWaitMs, metrics }),
     jobs: createMemoryJobQueue({ dedupWindowMs: config.busDedupWindowMs }),
   };
 }

@@ -6,7 +6,11 @@
  *
  * Durability comes from the outbox: publish() resolves only after every subscribed group has
  * handled (or dead-lettered) the events, so the relay marks rows sent only after their effects
- * are done; a crash before that republishes them and the consumers' inboxes skip what ran.
+ * are done; a crash before that republishes them and the consumers' inboxes skip what ran. A
+ * republish of an event still being delivered waits for that delivery rather than returning at
+ * once, for the same reason. A handler attempt that has not finished within the ack wait counts
+ * as failed and is redelivered, as JetStream does past ack_wait: one hung handler cannot hold
+ * its publisher (and so the relay) for ever.
  * Events published to a topic with no subscriber in this process are kept in nobody's queue:
  * with the in-process bus, run the consuming roles in the publishing process (the default).
  */
@@ -32,6 +36,8 @@ export interface MemoryBusOptions {
   dedupWindowMs: number;
   /** first redelivery delay; doubles per attempt (capped at 1 s) */
   redeliveryBaseMs?: number;
+  /** a handler attempt not settled by then is redelivered; default 30 s */
+  ackWaitMs?: number;
   /** dead letters kept (oldest dropped first) */
   deadLettersMax?: number;
   metrics?: EventMetrics;
@@ -76,7 +82,20 @@ export function createMemoryBus(opts: MemoryBusOptions): Bus {
   const dead: DeadLetter[] = [];
   const deadMax = opts.deadLettersMax ?? 10_000;
   const base = opts.redeliveryBaseMs ?? 5;
+  const ackWaitMs = opts.ackWaitMs ?? 30_000;
+  /** deliveries under way, by event id: a duplicate publish waits for them */
+  const delivering = new Map<string, Promise<void>>();
   let closed = false;
+
+  /** the handler's attempt, failed when it has not settled within the ack wait */
+  const attemptOf = (sub: Sub, event: BusEvent, attempt: number): Promise<void> => {
+    let timer: NodeJS.Timeout | undefined;
+    const work = sub.handler(event, { attempt, group: sub.group });
+    // the abandoned attempt's late failure is nobody's any more
+    work.catch(() => undefined);
+    const late = new Promise<never>((_, fail) => (timer = setTimeout(() => fail(new Error(`${sub.group}: not acknowledged within ${ackWaitMs} ms`)), ackWaitMs)));
+    return Promise.race([work, late]).finally(() => clearTimeout(timer));
+  };
 
   const deadLetter = (sub: Sub, event: BusEvent, reason: string) => {
     dead.push({ group: sub.group, topic: sub.topic, reason, event, at: new Date().toISOString() });
@@ -87,7 +106,7 @@ export function createMemoryBus(opts: MemoryBusOptions): Bus {
   const handleOne = async (sub: Sub, event: BusEvent) => {
     for (let attempt = 1; ; attempt++) {
       try {
-        await sub.handler(event, { attempt, group: sub.group });
+        await attemptOf(sub, event, attempt);
         opts.metrics?.consumed(sub.group, sub.topic, 'ok');
         return;
       } catch (err) {
@@ -126,8 +145,13 @@ export function createMemoryBus(opts: MemoryBusOptions): Bus {
     async start() {},
     async publish(events) {
       if (closed) throw new Error('bus closed');
-      const fresh = events.filter((e) => dedup.add(e.id));
-      if (!fresh.length) return;
+      const earlier = new Set<Promise<void>>();
+      const fresh = events.filter((e) => {
+        const under = delivering.get(e.id);
+        if (under) earlier.add(under);
+        return dedup.add(e.id);
+      });
+      if (!fresh.length) return void (await Promise.all(earlier));
       const byTopic = new Map<Topic, BusEvent[]>();
       for (const e of fresh) {
         const list = byTopic.get(e.topic);
@@ -142,7 +166,13 @@ export function createMemoryBus(opts: MemoryBusOptions): Bus {
         sub.inFlight.add(p);
         work.push(p.finally(() => sub.inFlight.delete(p)));
       }
-      await Promise.all(work);
+      const all = Promise.all(work).then(() => undefined);
+      for (const e of fresh) delivering.set(e.id, all);
+      try {
+        await Promise.all([all, ...earlier]);
+      } finally {
+        for (const e of fresh) if (delivering.get(e.id) === all) delivering.delete(e.id);
+      }
     },
     subscribe(group: string, topic: Topic, handler: Handler, o: SubscribeOptions = {}): Subscription {
       if (subs.some((s) => s.group === group && s.topic === topic && !s.stopped)) throw new Error(`bus: group ${group} already subscribed to ${topic} in this process`);
