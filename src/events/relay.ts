@@ -8,8 +8,14 @@
  * a transaction-scoped advisory lock, so one lane (and so one user, whose events all carry the
  * user's shard) is published by one relay at a time, in outbox order: per-user order holds
  * within a partition. Within a lane, rows are taken FOR UPDATE SKIP LOCKED in seq order.
+ *
+ * Each cluster has its own loop, so a cluster that is down or slow delays only its own events.
+ * Every database step has a deadline (DB_STEP_TIMEOUT_MS): a step past it is a stuck connection,
+ * the cluster's primary pool is replaced and the pass fails and is retried (src/db/index.ts,
+ * unlessStuck). Waiting for the bus has none: with the in-process bus that wait is the consumers'
+ * work, which the bus's own ack wait bounds.
  */
-import type { Cluster } from '../db/index.js';
+import { unlessStuck, type Cluster } from '../db/index.js';
 import type { Platform } from '../platform.js';
 import { SHARD_COUNT } from '../shared/ids.js';
 import { TOPICS, type BusEvent, type Topic } from './types.js';
@@ -32,7 +38,7 @@ interface OutboxRow {
 export interface Relay {
   /** one pass over every lane with work on every cluster; returns events published */
   runOnce(): Promise<number>;
-  /** runs passes until stopped: at once again after a full batch, else after RELAY_POLL_MS */
+  /** runs passes until stopped, a loop per cluster: at once again after a full batch, else after RELAY_POLL_MS */
   start(): Relay;
   stop(): Promise<void>;
 }
@@ -42,8 +48,14 @@ export function laneRange(lane: number, lanes: number): [number, number] {
   return [Math.floor((lane * SHARD_COUNT) / lanes), Math.floor(((lane + 1) * SHARD_COUNT) / lanes) - 1];
 }
 
+/**
+ * The lane whose range holds `shard`: the largest l with floor(l * SHARD_COUNT / lanes) <= shard.
+ * Not floor(shard * lanes / SHARD_COUNT): where lanes does not divide SHARD_COUNT that puts a
+ * range's first shard in the lane before (16 lanes: shard 812 in lane 12, whose range ends at
+ * 811), and a row of that shard was published only when its real lane had other work.
+ */
 export function laneOf(shard: number, lanes: number): number {
-  return Math.floor((shard * lanes) / SHARD_COUNT);
+  return Math.floor(((shard + 1) * lanes + SHARD_COUNT - 1) / SHARD_COUNT) - 1;
 }
 
 export function toBusEvent(r: OutboxRow): BusEvent | undefined {
@@ -53,13 +65,15 @@ export function toBusEvent(r: OutboxRow): BusEvent | undefined {
 
 export function createRelay(p: Platform, opts: { onBatch?: (n: number) => void } = {}): Relay {
   const { relayBatchSize: batch, relayLanes: lanes } = p.config;
+  const step = <T>(cluster: Cluster, what: string, work: Promise<T>) => unlessStuck(cluster, what, p.config.dbStepTimeoutMs, work);
+
   const publishLane = async (cluster: Cluster, lane: number): Promise<number> => {
     const [lo, hi] = laneRange(lane, lanes);
     return (await cluster.sql.begin(async (tx) => {
-      const [lock] = await tx<{ ok: boolean }[]>`select pg_try_advisory_xact_lock(${RELAY_LOCK}, ${lane}) as ok`;
+      const [lock] = await step(cluster, 'the relay lane lock', tx<{ ok: boolean }[]>`select pg_try_advisory_xact_lock(${RELAY_LOCK}, ${lane}) as ok`);
       if (!lock?.ok) return 0;
-      const rows = await tx<OutboxRow[]>`select seq, event_id, topic, partition_key, shard, type, payload, created_at from outbox
-        where sent_at is null and shard between ${lo} and ${hi} order by seq limit ${batch} for update skip locked`;
+      const rows = await step(cluster, 'the relay read', tx<OutboxRow[]>`select seq, event_id, topic, partition_key, shard, type, payload, created_at from outbox
+        where sent_at is null and shard between ${lo} and ${hi} order by seq limit ${batch} for update skip locked`);
       if (!rows.length) return 0;
       const events: BusEvent[] = [];
       const unknown: bigint[] = [];
@@ -70,7 +84,7 @@ export function createRelay(p: Platform, opts: { onBatch?: (n: number) => void }
       }
       if (unknown.length) p.log.error({ seqs: unknown.map(String) }, 'outbox rows name an unknown topic; marked sent without publishing (see their topic column)');
       await p.bus.publish(events);
-      await tx`update outbox set sent_at = now() where seq = any(${rows.map((r) => String(r.seq))}::bigint[])`;
+      await step(cluster, 'the relay mark', tx`update outbox set sent_at = now() where seq = any(${rows.map((r) => String(r.seq))}::bigint[])`);
       const byTopic = new Map<string, number>();
       for (const e of events) byTopic.set(e.topic, (byTopic.get(e.topic) ?? 0) + 1);
       for (const [t, n] of byTopic) p.metrics.events.relayPublished(t, n);
@@ -81,7 +95,7 @@ export function createRelay(p: Platform, opts: { onBatch?: (n: number) => void }
 
   /** lanes with unsent rows, from one cheap look at the head of the unsent index */
   const busyLanes = async (cluster: Cluster): Promise<number[]> => {
-    const rows = await cluster.sql<{ shard: number }[]>`select distinct shard from (select shard from outbox where sent_at is null order by seq limit ${batch * 4}) s`;
+    const rows = await step(cluster, 'the relay scan', cluster.sql<{ shard: number }[]>`select distinct shard from (select shard from outbox where sent_at is null order by seq limit ${batch * 4}) s`);
     return [...new Set(rows.map((r) => laneOf(r.shard, lanes)))];
   };
 
@@ -99,19 +113,19 @@ export function createRelay(p: Platform, opts: { onBatch?: (n: number) => void }
   const runOnce = async () => (await Promise.all(p.db.clusters.map(runCluster))).reduce((a, b) => a + b, 0);
 
   let stopped = false;
-  let lastLag = 0;
-  let loop: Promise<void> = Promise.resolve();
-  const run = async () => {
+  let loops: Promise<void>[] = [];
+  const run = async (cluster: Cluster) => {
+    let lastLag = 0;
     while (!stopped) {
       let published = 0;
       try {
-        published = await runOnce();
+        published = await runCluster(cluster);
         if (Date.now() - lastLag > LAG_EVERY_MS) {
           lastLag = Date.now();
-          await Promise.all(p.db.clusters.map((c) => measureLag(p, c)));
+          await step(cluster, 'the relay lag', measureLag(p, cluster));
         }
       } catch (err) {
-        p.log.error({ err }, 'relay pass failed; retrying');
+        p.log.error({ err, cluster: cluster.name }, 'relay pass failed; retrying');
         await sleep(Math.max(100, p.config.relayPollMs));
       }
       // a full batch means more is waiting: go again at once
@@ -122,12 +136,12 @@ export function createRelay(p: Platform, opts: { onBatch?: (n: number) => void }
   const relay: Relay = {
     runOnce,
     start() {
-      loop = run();
+      loops = p.db.clusters.map(run);
       return relay;
     },
     async stop() {
       stopped = true;
-      await loop;
+      await Promise.all(loops);
     },
   };
   return relay;

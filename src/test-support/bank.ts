@@ -137,9 +137,10 @@ export async function checkBank(p: Platform, stats: BankStats, initial: bigint, 
       unsent[c.name] = row!.n;
       if (row!.n && process.env.BANK_TEST_DEBUG) {
         const rows = await c.sql`select seq, shard, type, created_at from outbox where sent_at is null`;
-        const acts = await c.sql`select pid, state, xact_start, left(query, 120) as q, application_name from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`;
+        const acts = await c.sql`select pid, state, wait_event_type, wait_event, xact_start, query_start, left(query, 120) as q, application_name from pg_stat_activity where datname = current_database() and pid <> pg_backend_pid()`;
         const locks = await c.sql`select l.locktype, l.mode, l.granted, l.pid, l.objid from pg_locks l where l.locktype in ('advisory', 'transactionid', 'tuple') limit 20`;
-        console.error('stuck', c.name, JSON.stringify(rows), JSON.stringify(acts), JSON.stringify(locks));
+        const j = (v: unknown) => JSON.stringify(v, (_k, x) => (typeof x === 'bigint' ? String(x) : x));
+        console.error('stuck', c.name, j(rows), j(acts), j(locks));
       }
     }
     throw new Error(`${(err as Error).message}: in flight ${JSON.stringify(open)}; unsent outbox rows ${JSON.stringify(unsent)}`);
