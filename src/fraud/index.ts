@@ -43,11 +43,15 @@ export function createFraud(config: Config, deps: { db: Db; log: Logger; registr
     return { budgetMs: r.policy.budgetMs, approveBelowMinor: BigInt(r.policy.onFailure.approveBelowMinor), above: r.policy.onFailure.above, rulesVersion: r.version };
   };
   let velocity: VelocityStore | undefined;
+  let redis: ReturnType<typeof connectVelocityRedis> | undefined;
   let local: Scorer | undefined;
   const localScorer = (): Scorer => {
     if (local) return local;
     const model = config.fraudModelFile ? createLogisticModel(parseModelArtifact(JSON.parse(readFileSync(config.fraudModelFile, 'utf8')))) : defaultModel();
-    velocity = config.redisUrl ? createRedisVelocityStore({ redis: connectVelocityRedis(config.redisUrl), prefix: `fraud:${config.busNamespace}:` }) : createMemoryVelocityStore();
+    // the store does not own its client: this does, and quits it on close (an open socket would
+    // keep a process that closed the platform from exiting)
+    redis = config.redisUrl ? connectVelocityRedis(config.redisUrl) : undefined;
+    velocity = redis ? createRedisVelocityStore({ redis, prefix: `fraud:${config.busNamespace}:` }) : createMemoryVelocityStore();
     const scorer = createFraudScorer({ velocity, context: createContextLoader({ db: deps.db }), rules, model, log: deps.log });
     local = { score: (r) => scorer.score(r), completed: (r) => scorer.completed(r), policy };
     return local;
@@ -61,6 +65,7 @@ export function createFraud(config: Config, deps: { db: Db; log: Logger; registr
     async close() {
       rules.close();
       await velocity?.close();
+      await redis?.quit().catch(() => redis?.disconnect());
     },
   };
 }
