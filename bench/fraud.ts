@@ -32,7 +32,7 @@ import { DEFAULT_RULES } from '../src/fraud/rules.js';
 import { defaultModel } from '../src/fraud/model/logistic.js';
 import { FEATURE_NAMES, type FraudRequest, type RawSignals } from '../src/fraud/types.js';
 import { newId, newShard } from '../src/shared/ids.js';
-import { freshDatabase, log, percentile } from './support.js';
+import { dropRedisKeys, freshDatabase, log, percentile } from './support.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -173,6 +173,7 @@ async function main() {
     child?.kill('SIGTERM');
     await p.close();
     await db.stop();
+    await dropRedisKeys(REDIS_URL, `fraud:bench${process.pid}:`).catch((err) => log(`could not delete the run's Redis keys: ${(err as Error).message}`));
   }
 }
 

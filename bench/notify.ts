@@ -38,7 +38,7 @@ import type { BusEvent } from '../src/events/types.js';
 import type { OutboxEvent } from '../src/ledger/types.js';
 import { newId, newShard } from '../src/shared/ids.js';
 import { dropNamespace } from '../src/test-support/nats.js';
-import { freshDatabase, log, percentile } from './support.js';
+import { dropRedisKeys, freshDatabase, log, percentile } from './support.js';
 
 const { values: args } = parseArgs({
   options: {
@@ -243,6 +243,7 @@ async function main() {
     await p.close();
     await db.stop();
     await dropNamespace(namespace).catch(() => undefined);
+    if (withRedis) await dropRedisKeys(REDIS_URL, `wallet:${namespace}:`).catch((err) => log(`could not delete the run's Redis keys: ${(err as Error).message}`));
   }
 }
 
