@@ -2,6 +2,7 @@
  * Fraud scoring benchmark.
  *
  *   npm run bench:fraud -- [--pure 2000000] [--checks 50000] [--concurrency 64] [--split-seconds 10]
+ *                          [--split-in-flight 256] [--split-rate 10000] [--split-budget-ms 50]
  *
  * 1. Pure scoring, one core: features + rules + the lr-v1 model (`decide()`) over --pure
  *    requests with varied precomputed signals. Target ≥ 100,000 scorings/s per core.
@@ -11,7 +12,12 @@
  *    The check's own latency is what it adds to a transfer: p50/p99. Target p99 ≤ 1 ms.
  * 3. Split role: the fraud role in a child process (`wallet serve --roles fraud`, FRAUD_PORT)
  *    and this process as the api side (FRAUD_URL), closed loop with --split-in-flight (256) checks in flight for
- *    --split-seconds. Target ≥ 10,000 checks/s on this 2-core machine.
+ *    --split-seconds: the most it answers. Target ≥ 10,000 checks/s on this 2-core machine.
+ * 4. The same split, open loop: --split-rate checks/s offered for --split-seconds whatever the
+ *    answers do (an API's requests arrive on their own), latency from each check's due time.
+ *    Only checks scored within --split-budget-ms count in both: the others got the fail policy.
+ * The child runs without the bench's 64 MB young generation, as `wallet serve` runs in production
+ * (with it, its scavenges took 20–35 ms); BENCH_FRAUD_NODE_ARGS adds flags (`--cpu-prof …`).
  *
  * Database: a fresh `wallet_bench_fraud` database (DATABASE_URL's server or the embedded one).
  * Results: bench/results/fraud-<time>.json.
@@ -42,6 +48,7 @@ const { values: args } = parseArgs({
     'split-seconds': { type: 'string', default: '10' },
     'split-in-flight': { type: 'string', default: '256' },
     'split-budget-ms': { type: 'string', default: '50' },
+    'split-rate': { type: 'string', default: '10000' },
   },
 });
 const REDIS_URL = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -103,6 +110,40 @@ async function closedLoop(check: (i: number) => Promise<unknown>, total: number 
   return { checks: latencies.length, perSecond: Math.round(latencies.length / secs), p50Ms: +percentile(latencies, 50).toFixed(3), p99Ms: +percentile(latencies, 99).toFixed(3), maxMs: +latencies.at(-1)!.toFixed(3) };
 }
 
+/**
+ * Open loop: check k is due at k/rate s whatever happened before, and its latency counts from
+ * when it was due (no coordinated omission). Checks are started on a 1 ms tick, all those due.
+ */
+async function openLoop(check: (i: number) => Promise<unknown>, rate: number, seconds: number, maxOutstanding: number) {
+  const latencies: number[] = [];
+  let issued = 0;
+  let outstanding = 0;
+  let dropped = 0;
+  const start = performance.now();
+  const total = Math.round(rate * seconds);
+  while (issued < total) {
+    const due = Math.min(total, Math.floor(((performance.now() - start) / 1000) * rate));
+    for (; issued < due; issued++) {
+      const dueAt = start + (issued * 1000) / rate;
+      // a generator that cannot keep up says so instead of slowing the arrivals down
+      if (outstanding >= maxOutstanding) {
+        dropped++;
+        continue;
+      }
+      outstanding++;
+      void check(issued).then(() => {
+        outstanding--;
+        latencies.push(performance.now() - dueAt);
+      });
+    }
+    await sleep(1);
+  }
+  while (outstanding > 0) await sleep(1);
+  const secs = (performance.now() - start) / 1000;
+  latencies.sort((a, b) => a - b);
+  return { offeredPerSecond: rate, checks: latencies.length, notSent: dropped, perSecond: Math.round(latencies.length / secs), p50Ms: +percentile(latencies, 50).toFixed(3), p99Ms: +percentile(latencies, 99).toFixed(3), maxMs: +latencies.at(-1)!.toFixed(3) };
+}
+
 async function main() {
   log('1. pure scoring (features + rules + model), one core');
   const pure = pureScoring(Number(args.pure));
@@ -128,7 +169,7 @@ async function main() {
 
     log(`3. split role: the fraud role in a child process, ${args['split-in-flight']} checks in flight for ${args['split-seconds']} s`);
     const port = 18_081;
-    child = spawn(process.execPath, ['--max-semi-space-size=64', '--import', 'tsx', 'bin/wallet.js', 'serve', '--roles', 'fraud'], {
+    child = spawn(process.execPath, [...(process.env.BENCH_FRAUD_NODE_ARGS ?? '').split(' ').filter(Boolean), '--import', 'tsx', 'bin/wallet.js', 'serve', '--roles', 'fraud'], {
       env: { ...process.env, DATABASE_URL: db.url, REDIS_URL, FRAUD_PORT: String(port), LOG_LEVEL: 'warn', BUS_NAMESPACE: `bench${process.pid}`, WALLET_ROLES: 'fraud' },
       stdio: ['ignore', 'inherit', 'inherit'],
     });
@@ -153,6 +194,16 @@ async function main() {
     const fellBack = Object.values(fallbacks).reduce((a, b) => a + b, 0);
     const scoredPerSecond = Math.round((split.perSecond * (split.checks - fellBack)) / split.checks);
     log(`   ${scoredPerSecond.toLocaleString()} checks/s scored within the ${args['split-budget-ms']} ms budget (${split.perSecond.toLocaleString()}/s answered), p50 ${split.p50Ms} ms, p99 ${split.p99Ms} ms, fail-policy answers ${JSON.stringify(fallbacks)}`);
+
+    const rate = Number(args['split-rate']);
+    log(`4. split role, open loop: ${rate.toLocaleString()} checks/s offered for ${args['split-seconds']} s`);
+    await sleep(2000); // the closed loop's checks past their budget are still being scored: let them finish
+    const beforeOpen = await fallbacksNow();
+    const open = await openLoop((i) => apiSide.fraud.check(request(i, 'open')), rate, Number(args['split-seconds']), 20_000);
+    const openFallbacks = Object.fromEntries([...(await fallbacksNow())].map(([k, v]) => [k, v - (beforeOpen.get(k) ?? 0)]));
+    const openFellBack = Object.values(openFallbacks).reduce((a, b) => a + b, 0);
+    const openScoredPerSecond = Math.round((open.perSecond * (open.checks - openFellBack)) / Math.max(1, open.checks));
+    log(`   ${openScoredPerSecond.toLocaleString()} checks/s scored within the budget (${open.perSecond.toLocaleString()}/s answered, ${open.notSent} not sent), latency from the due time p50 ${open.p50Ms} ms, p99 ${open.p99Ms} ms, max ${open.maxMs} ms, fail-policy answers ${JSON.stringify(openFallbacks)}`);
     await apiSide.close();
 
     const result = {
@@ -163,6 +214,7 @@ async function main() {
       pure,
       inProcess: { ...inProcess, concurrency: Number(args.concurrency), oneAtATime: single },
       split: { ...split, scoredPerSecond, inFlight: Number(args['split-in-flight']), fallbacks },
+      splitOpenLoop: { ...open, scoredPerSecond: openScoredPerSecond, fallbacks: openFallbacks },
       targets: { pureScoringsPerSecondPerCore: 100_000, addedP99Ms: 1, splitChecksPerSecond: 10_000 },
     };
     mkdirSync('bench/results', { recursive: true });

@@ -57,6 +57,8 @@ export function fraudMetrics(registry: client.Registry): FraudMetrics {
 }
 
 class Late extends Error {}
+/** one instance for every late check: an Error per timeout (with its captured stack) was garbage exactly when the process was already behind */
+const LATE = new Late('fraud scoring over its budget');
 
 export function createFraudClient(scorer: Scorer, deps: { log: Logger; metrics: FraudMetrics }): FraudClient {
   const fallback = (req: FraudRequest, why: 'timeout' | 'unavailable' | 'error'): FraudDecision => {
@@ -75,11 +77,11 @@ export function createFraudClient(scorer: Scorer, deps: { log: Logger; metrics: 
         decision = await Promise.race([
           scorer.score(req),
           new Promise<never>((_, reject) => {
-            timer = setTimeout(() => reject(new Late()), budgetMs);
+            timer = setTimeout(() => reject(LATE), budgetMs);
           }),
         ]);
       } catch (err) {
-        const why = err instanceof Late ? 'timeout' : (err as { code?: string }).code === 'ECONNREFUSED' || (err as Error).name === 'FraudUnavailable' ? 'unavailable' : 'error';
+        const why = err === LATE ? 'timeout' : (err as { code?: string }).code === 'ECONNREFUSED' || (err as Error).name === 'FraudUnavailable' ? 'unavailable' : 'error';
         if (why !== 'timeout') deps.log.warn({ err, requestId: req.requestId }, 'fraud scoring failed; the fail policy decides');
         decision = fallback(req, why);
       } finally {

@@ -87,6 +87,30 @@ describe('the context loader', () => {
     expect(await limited.load(u.id, 'pm_not_a_card')).toBe(d);
   });
 
+  it('loads the users missed in one tick with one query, refusing only the unknown one', async () => {
+    const users = await Promise.all([signUp(t.app), signUp(t.app), signUp(t.app)]);
+    await addCard(t.app, users[1]!, GB_CARD);
+    let statements = 0;
+    const real = sql();
+    const counted = new Proxy(real, { apply: (target, self, args) => (statements++, Reflect.apply(target, self, args)) });
+    const loader = createContextLoader({ db: { forShard: () => ({ ...t.platform.db.forShard(0), sql: counted }) } });
+    const unknown = newId('usr', 7);
+    const got = await Promise.allSettled([...users.map((u) => loader.load(u.id)), loader.load(unknown)]);
+    expect(statements).toBe(1);
+    expect(got.slice(0, 3).map((g) => g.status)).toEqual(['fulfilled', 'fulfilled', 'fulfilled']);
+    expect(got.slice(0, 3).map((g) => (g.status === 'fulfilled' ? g.value.cardCountries.size : -1))).toEqual([0, 1, 0]);
+    expect(got[3]).toMatchObject({ status: 'rejected', reason: expect.objectContaining({ message: expect.stringMatching(/no user/) }) });
+  });
+
+  it('answers an entry past refreshAfterMs from the cache and reloads it in the background', async () => {
+    const u = await signUp(t.app);
+    const loader = createContextLoader({ db: t.platform.db, ttlMs: 60_000, refreshAfterMs: 0 });
+    const first = await loader.load(u.id);
+    const [user] = await sql()<{ at: Date }[]>`update users set credentials_changed_at = now() + interval '1 minute' where id = ${u.id} returning credentials_changed_at as at`;
+    expect(await loader.load(u.id)).toBe(first); // answered at once, the reload started
+    await expect.poll(async () => (await loader.load(u.id)).credentialChangedAtMs).toBe(user!.at.getTime());
+  });
+
   it('refuses an unknown user', async () => {
     await expect(createContextLoader({ db: t.platform.db }).load(newId('usr', 7))).rejects.toThrow(/no user/);
   });

@@ -64,6 +64,7 @@ export function createFraud(config: Config, deps: { db: Db; log: Logger; registr
     rules,
     async close() {
       rules.close();
+      await fraudClient.close();
       await velocity?.close();
       await redis?.quit().catch(() => redis?.disconnect());
     },

@@ -4,12 +4,17 @@
  * FRAUD_URL is set. Concurrent checks are gathered per tick into one request (up to
  * FRAUD_BATCH_MAX), so 10,000 checks/s are a few hundred HTTP requests. The api keeps the fail
  * policy locally (it reads the same rules file): when the fraud role is down or late, the policy
- * decides without it.
+ * decides without it. The calls go over node:http with a keep-alive agent of at most
+ * REMOTE_SOCKETS connections rather than fetch(), whose WHATWG Request/Response/stream objects
+ * and AbortSignal timer (alive for the whole timeout) cost more per call and were the largest
+ * items of the api side's profile at 10,000 checks/s.
  *
  * The internal endpoints want `x-fraud-key`, derived from JWT_SECRET (no extra secret to
  * provision); keep them on the private network anyway.
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
+import http from 'node:http';
+import https from 'node:https';
 import Fastify, { type FastifyInstance } from 'fastify';
 import type { Config } from '../config/index.js';
 import type { Logger } from '../observability/logger.js';
@@ -79,24 +84,44 @@ export class FraudUnavailable extends Error {
   override name = 'FraudUnavailable';
 }
 
+/** connections from one api process to the fraud role; batches beyond them wait in the agent */
+export const REMOTE_SOCKETS = 32;
+
 /** the api side of the split: a Scorer that calls the fraud role, batching per tick */
 export function createRemoteScorer(url: string, config: Config, policy: () => FailPolicy): Scorer {
   const key = fraudKey(config);
-  const endpoint = new URL('/internal/fraud/score', url).toString();
-  const completedEndpoint = new URL('/internal/fraud/completed', url).toString();
+  const base = new URL(url);
+  const transport = base.protocol === 'https:' ? https : http;
+  const agent = new transport.Agent({ keepAlive: true, maxSockets: REMOTE_SOCKETS });
+  const endpoint = new URL('/internal/fraud/score', base);
+  const completedEndpoint = new URL('/internal/fraud/completed', base);
   let waiting: { req: FraudRequest; resolve(d: FraudDecision): void; reject(e: unknown): void }[] = [];
   let scheduled = false;
 
-  const post = async (to: string, requests: WireRequest[]): Promise<Response> => {
-    let res: Response;
-    try {
-      res = await fetch(to, { method: 'POST', headers: { 'content-type': 'application/json', 'x-fraud-key': key }, body: JSON.stringify({ requests }), signal: AbortSignal.timeout(Math.max(1000, policy().budgetMs * 4)) });
-    } catch (err) {
-      throw new FraudUnavailable(`the fraud role at ${url} does not answer: ${(err as Error).message}`);
-    }
-    if (!res.ok) throw new FraudUnavailable(`the fraud role answered ${res.status}: ${(await res.text()).slice(0, 200)}`);
-    return res;
-  };
+  /** POSTs the requests; resolves with the answer's body, or rejects with FraudUnavailable */
+  const post = (to: URL, requests: WireRequest[]): Promise<string> =>
+    new Promise<string>((resolve, reject) => {
+      const body = JSON.stringify({ requests });
+      const fail = (why: string) => reject(new FraudUnavailable(`the fraud role at ${url} does not answer: ${why}`));
+      const req = transport.request(to, { method: 'POST', agent, headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), 'x-fraud-key': key } }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('error', (err) => fail(err.message));
+        res.on('end', () => {
+          clearTimeout(timer);
+          const text = Buffer.concat(chunks).toString('utf8');
+          if (res.statusCode !== undefined && res.statusCode >= 200 && res.statusCode < 300) resolve(text);
+          else reject(new FraudUnavailable(`the fraud role answered ${res.statusCode}: ${text.slice(0, 200)}`));
+        });
+      });
+      // the caller's budget answers the request long before this; it only frees the socket
+      const timer = setTimeout(() => req.destroy(new Error('timed out')), Math.max(1000, policy().budgetMs * 4));
+      req.on('error', (err) => {
+        clearTimeout(timer);
+        fail(err.message);
+      });
+      req.end(body);
+    });
 
   const flush = () => {
     scheduled = false;
@@ -105,7 +130,7 @@ export function createRemoteScorer(url: string, config: Config, policy: () => Fa
     for (let i = 0; i < all.length; i += config.fraudBatchMax) {
       const part = all.slice(i, i + config.fraudBatchMax);
       post(endpoint, part.map((w) => toWire(w.req)))
-        .then((res) => res.json() as Promise<{ decisions: (FraudDecision | { error: string })[] }>)
+        .then((text) => JSON.parse(text) as { decisions: (FraudDecision | { error: string })[] })
         .then(
           ({ decisions }) =>
             part.forEach((w, j) => {
@@ -133,5 +158,8 @@ export function createRemoteScorer(url: string, config: Config, policy: () => Fa
       await post(completedEndpoint, [toWire(req)]);
     },
     policy,
+    async close() {
+      agent.destroy();
+    },
   };
 }
