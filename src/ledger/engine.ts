@@ -19,6 +19,7 @@ import type { AccountState, Answer, Applied, BatchView, Command, CommandResult, 
 import { walletFromRow } from './accounts.js';
 import { fencedShardOf } from '../db/shard-map.js';
 import { createFenceParking, touchesShard } from './fence.js';
+import { createBatchLoader } from '../db/batch-loader.js';
 
 export type { WalletSnapshot };
 
@@ -81,6 +82,13 @@ interface Pending {
 
 export interface LedgerEngine {
   submit(cmd: Command): Promise<CommandResult>;
+  /**
+   * The stored answer for (user, key), for callers that must not act twice before reaching the
+   * engine (a top-up must not call the card network again): a replay, a 422 for a reused key
+   * with another request, or undefined when the key is new. The lookups of one tick go to each
+   * cluster as one statement.
+   */
+  findPrior(shard: number, userId: string, key: string, requestHash: string): Promise<CommandResult | undefined>;
   /** waits for queued work to finish; new submissions are refused */
   stop(): Promise<void>;
   depth(): number;
@@ -108,9 +116,18 @@ export function createLedgerEngine(db: Db, opts: EngineOptions, metrics?: Engine
   });
   const park = (items: Pending[], shard: number, cluster: Cluster) => parking.park(items, shard, cluster);
   const queues = new Map(db.clusters.map((c) => [c.name, new ClusterQueue(c, opts, metrics, park)]));
+  const priors = createBatchLoader<{ shard: number; userId: string; key: string }, IdemRecord>({
+    sqlOf: (k) => db.forShard(k.shard).sql,
+    idOf: (k) => idemId(k.userId, k.key),
+    load: (sql, keys) => findIdempotencyRecords(sql, keys),
+  });
   return {
     submit(cmd) {
       return queues.get(db.forShard(cmd.shard).name)!.submit(cmd);
+    },
+    async findPrior(shard, userId, key, requestHash) {
+      const prior = await priors({ shard, userId, key });
+      return prior ? replayOf(prior, requestHash) : undefined;
     },
     async stop() {
       parking.stop();
@@ -279,16 +296,6 @@ function answerOf(result: Answer, replayed = false, json?: string): CommandResul
   return { ...result, replayed, json: json ?? stringifyJson(result.body) };
 }
 
-/**
- * The stored answer for (user, key), for callers that must not act twice before reaching the
- * engine (a top-up must not call the card network again): a replay, a 422 for a reused key
- * with another request, or undefined when the key is new.
- */
-export async function findIdempotencyRecord(sql: Queryable, userId: string, key: string, hash: string): Promise<CommandResult | undefined> {
-  const prior = (await findIdempotencyRecords(sql, [{ userId, key }])).get(`${userId}\u0000${key}`);
-  return prior ? replayOf(prior, hash) : undefined;
-}
-
 function replayOf(prior: IdemRecord, requestHash: string): CommandResult {
   if (prior.requestHash !== requestHash) return answerOf({ status: 422, body: problem('idempotency_key_reused', 'This Idempotency-Key was used with a different request.') });
   return { status: prior.statusCode, body: JSON.parse(prior.response), replayed: true, json: prior.response };
@@ -369,7 +376,7 @@ interface IdemRecord {
 function applyOne(cmd: Command, state: BatchState, writes: Writes, existing: Map<string, IdemRecord>): CommandResult {
   const idem = cmd.idempotency;
   if (idem) {
-    const key = `${idem.userId}\u0000${idem.key}`;
+    const key = idemId(idem.userId, idem.key);
     const prior = existing.get(key);
     if (prior) return replayOf(prior, idem.requestHash);
   }
@@ -388,7 +395,7 @@ function applyOne(cmd: Command, state: BatchState, writes: Writes, existing: Map
   const result = answerOf(answer);
   if (idem) {
     // a second command with the same key later in this batch replays this answer
-    existing.set(`${idem.userId}\u0000${idem.key}`, { requestHash: idem.requestHash, statusCode: result.status, response: result.json });
+    existing.set(idemId(idem.userId, idem.key), { requestHash: idem.requestHash, statusCode: result.status, response: result.json });
     // 5xx answers are not final: the client must be able to retry with the same key
     if (result.status < 500) writes.idempotency.push({ ...idem, shard: cmd.shard, status: result.status, json: result.json });
   }
@@ -472,12 +479,14 @@ export function paymentFromRow(r: Record<string, unknown>): PaymentState {
   };
 }
 
+const idemId = (userId: string, key: string) => `${userId}\u0000${key}`;
+
 async function findIdempotencyRecords(tx: Queryable, keys: { userId: string; key: string }[]): Promise<Map<string, IdemRecord>> {
   const rows = await tx<{ user_id: string; key: string; request_hash: string; status_code: number; response: string }[]>`
     select i.user_id, i.key, i.request_hash, i.status_code, i.response
     from idempotency_keys i join unnest(${keys.map((k) => k.userId)}::text[], ${keys.map((k) => k.key)}::text[]) as k(user_id, key)
       on i.user_id = k.user_id and i.key = k.key`;
-  return new Map(rows.map((r) => [`${r.user_id}\u0000${r.key}`, { requestHash: r.request_hash, statusCode: r.status_code, response: r.response }]));
+  return new Map(rows.map((r) => [idemId(r.user_id, r.key), { requestHash: r.request_hash, statusCode: r.status_code, response: r.response }]));
 }
 
 /** The locked rows with the batch's running changes; also the view commands read. */

@@ -21,7 +21,7 @@ import type { Cluster } from '../db/index.js';
 import { newId, parseId, shardOf } from '../shared/ids.js';
 import { problem, ProblemError, type ProblemCode } from '../http/problem.js';
 import { NetworkTimeout, type AuthorizeResult } from '../network/index.js';
-import { findIdempotencyRecord, paymentFromRow } from '../ledger/engine.js';
+import { paymentFromRow } from '../ledger/engine.js';
 import { openWallet } from '../ledger/accounts.js';
 import type { Answer, BatchView, CommandResult, Op, PaymentState } from '../ledger/types.js';
 import type { WalletDirectory } from '../ledger/wallet-directory.js';
@@ -199,7 +199,7 @@ export function createPaymentService(p: Platform, wallets: WalletDirectory, meth
 
   const fromCard = async (me: Principal, input: CreatePaymentInput & { paymentMethodId: string }, idem: Idem, extra?: (pay: PaymentState) => Op[]): Promise<CommandResult> => {
     // A replay must not reach the network again.
-    const prior = await findIdempotencyRecord(p.db.forShard(me.shard).sql, me.userId, idem.key, idem.requestHash);
+    const prior = await p.engine.findPrior(me.shard, me.userId, idem.key, idem.requestHash);
     if (prior) return prior;
     const card = await methods.cardDetails(me.userId, me.shard, input.paymentMethodId);
     if (!card) return asResult(refusal('not_found', 'No such payment method.'));
@@ -267,7 +267,7 @@ export function createPaymentService(p: Platform, wallets: WalletDirectory, meth
      * capture it until an operator approves; a declined review voids it (fraud/reviews.ts).
      */
     async create(me: Principal, input: CreatePaymentInput, idem: Idem, ctx: RequestContext = {}): Promise<CommandResult> {
-      const prior = await findIdempotencyRecord(p.db.forShard(me.shard).sql, me.userId, idem.key, idem.requestHash);
+      const prior = await p.engine.findPrior(me.shard, me.userId, idem.key, idem.requestHash);
       if (prior) return prior;
       const refused = await prepare(me, input);
       if (refused) return asResult(refused);

@@ -14,7 +14,6 @@ import type { CommandResult, Op } from '../ledger/types.js';
 import type { WalletDirectory } from '../ledger/wallet-directory.js';
 import type { PaymentMethodService } from '../payment-methods/service.js';
 import { isExpired } from '../payment-methods/cards.js';
-import { findIdempotencyRecord } from '../ledger/engine.js';
 import { fraudAlert, type RequestContext } from '../fraud/decide.js';
 import type { FraudRequest } from '../fraud/types.js';
 
@@ -30,7 +29,7 @@ export function createTopupService(p: Platform, wallets: WalletDirectory, method
       const refuse = (status: number, body: ReturnType<typeof problem>): CommandResult => ({ status, body, replayed: false, json: JSON.stringify(body) });
       const cluster = p.db.forShard(me.shard);
       // A replay must not reach the network again.
-      const prior = await findIdempotencyRecord(cluster.sql, me.userId, idem.key, idem.requestHash);
+      const prior = await p.engine.findPrior(me.shard, me.userId, idem.key, idem.requestHash);
       if (prior) return prior;
       if (input.amountMinor > BigInt(p.config.maxAmountMinor)) return refuse(422, problem('limit_exceeded', `The amount exceeds the per-movement maximum of ${p.config.maxAmountMinor} minor units.`));
       const card = await methods.cardDetails(me.userId, me.shard, input.paymentMethodId);

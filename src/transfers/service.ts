@@ -5,7 +5,6 @@ import { newId, parseId } from '../shared/ids.js';
 import { problem } from '../http/problem.js';
 import type { Command, CommandResult, Op } from '../ledger/types.js';
 import type { WalletDirectory } from '../ledger/wallet-directory.js';
-import { findIdempotencyRecord } from '../ledger/engine.js';
 import { fraudAlert, type RequestContext } from '../fraud/decide.js';
 import type { FraudRequest } from '../fraud/types.js';
 
@@ -42,7 +41,7 @@ export function createTransferService(p: Platform, wallets: WalletDirectory) {
      */
     async transfer(me: Principal, input: TransferInput, idem: { key: string; requestHash: string }, ctx: RequestContext = {}): Promise<CommandResult> {
       // a replay answers what the first request got, without scoring it again
-      const prior = await findIdempotencyRecord(p.db.forShard(me.shard).sql, me.userId, idem.key, idem.requestHash);
+      const prior = await p.engine.findPrior(me.shard, me.userId, idem.key, idem.requestHash);
       if (prior) return prior;
       const ready = await this.prepare(me, input);
       if (!ready.ok) return { ...ready.refusal, replayed: false, json: JSON.stringify(ready.refusal.body) };
