@@ -95,6 +95,8 @@ describe('batching engine', () => {
     expect(await available(wa)).toBe(0n);
     expect(await available(wb)).toBe(100n);
     expect(failures.filter((f) => f === 'error')).toEqual([]);
+    // the optimistic batches did meet moved balances (the balance update's CHECK refused them) and ran again locked
+    expect(failures).toContain('stale');
   });
 
   it('refuses work beyond its queue bound instead of growing without limit', async () => {

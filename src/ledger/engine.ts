@@ -317,25 +317,34 @@ export class StaleBalances extends Error {
  *
  * optimistic (the default): account rows are read without locks, commands are applied against
  * that snapshot, every insert is written, and only then are the touched accounts locked (in id
- * order) and their balances re-checked and updated. Account locks are held for the last
- * statements only, so concurrent batches overlap their inserts instead of queueing behind one
- * another's row locks. If the re-check finds that a concurrent commit would push a user account
- * below zero with this batch's net change, StaleBalances aborts the batch and it is retried
- * in locked mode. Correct either way: the net changes are applied as deltas to the locked rows,
- * the re-check guards the invariant, and the CHECK constraint backs it up. A refusal decided on
- * the snapshot is a refusal as of a moment after every batch the caller saw commit.
+ * order) and updated, in the statement just before the commit. Account locks are held for the
+ * last statement and the commit only, so concurrent batches overlap their inserts instead of
+ * queueing behind one another's row locks. If a concurrent commit moved a balance so that this
+ * batch's net change would push a user account below zero, the update fails on the
+ * user_available_never_negative CHECK, StaleBalances aborts the batch and it is retried in locked
+ * mode. Correct either way: the net changes are applied as deltas to the locked rows and the
+ * CHECK guards the invariant in the database itself. A refusal decided on the snapshot is a
+ * refusal as of a moment after every batch the caller saw commit.
  *
  * locked: accounts are locked with the payments and holds before anything is applied.
  */
 export async function executeBatch(sql: Sql, cmds: Command[], mode: 'optimistic' | 'locked' = 'optimistic'): Promise<{ results: CommandResult[]; effects: CommitEffects }> {
-  return sql.begin(async (tx) => {
-    const now = new Date();
-    const accountIds = uniqueSorted(cmds.flatMap((c) => c.accounts));
-    const paymentIds = uniqueSorted(cmds.flatMap((c) => c.payments ?? []));
-    const transferIds = uniqueSorted(cmds.flatMap((c) => c.pendingTransfers ?? []));
-    const idem = cmds.filter((c) => c.idempotency).map((c) => c.idempotency!);
-
-    // Locks in the global order; the idempotency lookup rides the same round trip.
+  const now = new Date();
+  const accountIds = uniqueSorted(cmds.flatMap((c) => c.accounts));
+  const paymentIds = uniqueSorted(cmds.flatMap((c) => c.payments ?? []));
+  const transferIds = uniqueSorted(cmds.flatMap((c) => c.pendingTransfers ?? []));
+  const idem = cmds.filter((c) => c.idempotency).map((c) => c.idempotency!);
+  // Two round trips per batch on one reserved connection, each a pipeline:
+  //   1. begin + the reads (row locks in the global order in locked mode; the idempotency lookup);
+  //   2. every write + the account lock-and-update + commit.
+  // The account rows are locked only inside the second pipeline, so no lock waits for this
+  // process's event loop between two statements (the HTTP benchmark found batches idle in
+  // transaction, holding row locks, while other batches queued behind them).
+  const tx = await sql.reserve();
+  let open = false;
+  try {
+    open = true;
+    (tx`begin` as unknown as { execute(): unknown }).execute();
     const [payments, transfers, accounts, existing] = await Promise.all([
       paymentIds.length ? lockPayments(tx, paymentIds) : new Map<string, PaymentState>(),
       transferIds.length ? lockPendingTransfers(tx, transferIds) : new Map<string, PendingTransferState>(),
@@ -347,15 +356,30 @@ export async function executeBatch(sql: Sql, cmds: Command[], mode: 'optimistic'
     const writes = new Writes();
     for (const cmd of cmds) results.push(applyOne(cmd, state, writes, existing));
     state.assertBalanced();
-    await writes.flushRows(tx, state, now);
     const historyUsers = [...new Set([...writes.history.map((h) => h.userId), ...writes.historyStatus.map((h) => h.userId)])];
-    const locked = state.deltas.size || historyUsers.length ? await lockForCommit(tx, state, historyUsers, mode) : new Map<string, AccountState & { version: bigint }>();
-    const wallets = await writes.flushBalances(tx, state, now);
+    const statements: PromiseLike<unknown>[] = writes.rowStatements(tx, state, now);
+    const applied = state.deltas.size || historyUsers.length ? lockAndApply(tx, state, historyUsers, now) : undefined;
+    if (applied) statements.push(applied);
+    const commit = tx`commit`;
+    statements.push(commit);
+    // executed in this order (each .then sends its query); a failed statement aborts the
+    // transaction, the statements after it fail with 25P02 and the commit rolls back
+    const settled = await Promise.allSettled(statements);
+    open = false;
+    const failed = settled.find((x): x is PromiseRejectedResult => x.status === 'rejected');
+    if (failed) {
+      const e = failed.reason as { code?: string; constraint_name?: string };
+      // a concurrent commit moved a balance this optimistic batch relied on: run it locked
+      if (mode === 'optimistic' && e.code === '23514' && e.constraint_name === 'user_available_never_negative') throw new StaleBalances('(the balance update)');
+      throw failed.reason;
+    }
+    if ((await commit).command !== 'COMMIT') throw new Error('ledger: the batch transaction did not commit');
+    const { locked, wallets } = applied ? await applied : { locked: [], wallets: [] };
     const historyVersions = new Map<string, { before: bigint; after: bigint }>();
-    for (const acc of locked.values()) {
-      if (acc.userId === null || !historyUsers.includes(acc.userId)) continue;
-      const v = historyVersions.get(acc.userId) ?? { before: 0n, after: 0n };
-      historyVersions.set(acc.userId, { before: v.before + acc.version, after: v.after + acc.version + (state.deltas.has(acc.id) ? 1n : 0n) });
+    for (const acc of locked) {
+      if (acc.user_id === null || !historyUsers.includes(acc.user_id)) continue;
+      const v = historyVersions.get(acc.user_id) ?? { before: 0n, after: 0n };
+      historyVersions.set(acc.user_id, { before: v.before + acc.version, after: v.after + acc.version + (state.deltas.has(acc.id) ? 1n : 0n) });
     }
     // each caller learns the versions its command left on its own wallets (read-your-writes)
     const byId = new Map(wallets.map((w) => [w.id, w]));
@@ -364,7 +388,10 @@ export async function executeBatch(sql: Sql, cmds: Command[], mode: 'optimistic'
       if (mine.length && !results[i]!.replayed) results[i]!.versions = new Map(mine.map((w) => [w.id, w.version]));
     });
     return { results, effects: { wallets, history: writes.history, historyStatus: writes.historyStatus, historyVersions } };
-  }) as Promise<{ results: CommandResult[]; effects: CommitEffects }>;
+  } finally {
+    if (open) await tx`rollback`.catch(() => undefined);
+    tx.release();
+  }
 }
 
 interface IdemRecord {
@@ -407,32 +434,43 @@ function uniqueSorted(ids: string[]): string[] {
 }
 
 /**
- * Locks, in one statement in id order, the accounts the batch changes and every wallet of the
- * users whose history it changes; in optimistic mode also checks the net change against the
- * current balances. Returns the locked rows (with their versions before the update).
+ * One statement: locks, in id order, the accounts the batch changes and every wallet of the
+ * users whose history it changes, then applies the batch's net change to the changed ones as
+ * deltas. Returns the locked rows with their versions before the update, and the changed user
+ * wallets after it. The update reads `locked`, so every row it changes was locked first, in the
+ * global order. A net change that would take a user wallet below zero (balances moved under an
+ * optimistic batch) fails on user_available_never_negative and aborts the transaction.
  */
-async function lockForCommit(tx: Queryable, state: BatchState, historyUsers: string[], mode: 'optimistic' | 'locked'): Promise<Map<string, AccountState & { version: bigint }>> {
-  const rows = await tx<{ id: string; kind: AccountState['kind']; currency: string; user_id: string | null; debits_posted: bigint; credits_posted: bigint; debits_pending: bigint; credits_pending: bigint; version: bigint }[]>`
+function lockAndApply(tx: Queryable, state: BatchState, historyUsers: string[], now: Date): PromiseLike<{ locked: { id: string; user_id: string | null; version: bigint }[]; wallets: WalletSnapshot[] }> {
+  const ids = [...state.deltas.keys()];
+  const d = [...state.deltas.values()];
+  const query = tx<{ part: 'locked' | 'updated'; id: string; user_id: string | null; currency: string | null; available: bigint | null; pending: bigint | null; version: bigint; updated_at: Date | null }[]>`
     with ids as (
-      select unnest(${pgArray([...state.deltas.keys()])}::text[]) as id
+      select unnest(${pgArray(ids)}::text[]) as id
       union select id from accounts where user_id = any(${pgArray(historyUsers)}::text[]) and kind = 'user' -- accounts_one_wallet_per_currency
+    ), locked as (
+      select a.id, a.user_id, a.version from accounts a join ids on ids.id = a.id order by a.id for update of a
+    ), d as (
+      select * from unnest(${pgArray(ids)}::text[], ${pgArray(d.map((x) => x[0]))}::bigint[], ${pgArray(d.map((x) => x[1]))}::bigint[], ${pgArray(d.map((x) => x[2]))}::bigint[], ${pgArray(d.map((x) => x[3]))}::bigint[]) as d(id, dp, cp, dpe, cpe)
+    ), updated as (
+      update accounts as a set
+        debits_posted = a.debits_posted + d.dp, credits_posted = a.credits_posted + d.cp,
+        debits_pending = a.debits_pending + d.dpe, credits_pending = a.credits_pending + d.cpe,
+        version = a.version + 1, updated_at = ${now}
+      from d join locked l on l.id = d.id
+      where a.id = d.id
+      returning a.id, a.user_id, a.currency, a.credits_posted - a.debits_posted - a.debits_pending as available, a.debits_pending as pending, a.version, a.updated_at
     )
-    select a.id, a.kind, a.currency, a.user_id, a.debits_posted, a.credits_posted, a.debits_pending, a.credits_pending, a.version
-    from accounts a join ids on ids.id = a.id
-    order by a.id for update of a`;
-  const fresh = new Map(
-    rows.map((r) => [
-      r.id,
-      { id: r.id, kind: r.kind, currency: r.currency, userId: r.user_id, debitsPosted: r.debits_posted, creditsPosted: r.credits_posted, debitsPending: r.debits_pending, creditsPending: r.credits_pending, version: r.version },
-    ]),
-  );
-  if (mode === 'optimistic') {
-    for (const [id, [dp, cp, dpe]] of state.deltas) {
-      const acc = fresh.get(id)!;
-      if (acc.kind === 'user' && acc.creditsPosted + cp - (acc.debitsPosted + dp) - (acc.debitsPending + dpe) < 0n) throw new StaleBalances(id);
-    }
-  }
-  return fresh;
+    select 'locked' as part, id, user_id, null as currency, null::bigint as available, null::bigint as pending, version, null::timestamptz as updated_at from locked
+    union all
+    select 'updated', id, user_id, currency, available, pending, version, updated_at from updated`;
+  return {
+    then(onFulfilled, onRejected) {
+      // every changed account was read at the start of the batch (BatchState.account) and
+      // accounts are never deleted, so each delta finds its row
+      return query.then((rows) => ({ locked: rows.filter((r) => r.part === 'locked'), wallets: rows.filter((r) => r.part === 'updated' && r.user_id !== null).map(walletFromRow) })).then(onFulfilled, onRejected);
+    },
+  };
 }
 
 async function readAccounts(tx: Queryable, ids: string[], lock: boolean): Promise<Map<string, AccountState>> {
@@ -655,8 +693,9 @@ class Writes {
   }
 
   /** every row but the balances; needs no account lock */
-  async flushRows(tx: Queryable, state: BatchState, now: Date): Promise<void> {
-    const q: Promise<unknown>[] = [];
+  /** the batch's row writes, in order, not yet sent (the caller pipelines them) */
+  rowStatements(tx: Queryable, state: BatchState, now: Date): PromiseLike<unknown>[] {
+    const q: PromiseLike<unknown>[] = [];
     const ts = (d: Date) => d.toISOString();
     // Parents before children: payments before the transfers that reference their accounts is
     // not needed (accounts exist), but payments must precede refunds; pipelined in this order.
@@ -753,22 +792,7 @@ class Writes {
         select *, ${now}::timestamptz from unnest(${pgArray(i.map((x) => x.userId))}::text[], ${pgArray(i.map((x) => x.key))}::text[], ${pgArray(i.map((x) => x.shard))}::smallint[], ${pgArray(i.map((x) => x.requestHash))}::text[],
           ${pgArray(i.map((x) => x.status))}::smallint[], ${pgArray(i.map((x) => x.json))}::text[])`);
     }
-    await Promise.all(q);
-  }
-
-  /** the net change of every touched account, as deltas on rows this transaction has locked */
-  async flushBalances(tx: Queryable, state: BatchState, now: Date): Promise<WalletSnapshot[]> {
-    if (!state.deltas.size) return [];
-    const ids = [...state.deltas.keys()];
-    const d = [...state.deltas.values()];
-    const rows = await tx`update accounts as a set
-          debits_posted = a.debits_posted + d.dp, credits_posted = a.credits_posted + d.cp,
-          debits_pending = a.debits_pending + d.dpe, credits_pending = a.credits_pending + d.cpe,
-          version = a.version + 1, updated_at = ${now}
-        from unnest(${pgArray(ids)}::text[], ${pgArray((d.map((x) => x[0])))}::bigint[], ${pgArray((d.map((x) => x[1])))}::bigint[], ${pgArray((d.map((x) => x[2])))}::bigint[], ${pgArray((d.map((x) => x[3])))}::bigint[]) as d(id, dp, cp, dpe, cpe)
-        where a.id = d.id
-        returning a.id, a.user_id, a.currency, a.credits_posted - a.debits_posted - a.debits_pending as available, a.debits_pending as pending, a.version, a.updated_at`;
-    return rows.filter((r) => r.user_id !== null).map(walletFromRow);
+    return q;
   }
 }
 
