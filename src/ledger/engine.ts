@@ -344,8 +344,11 @@ export async function executeBatch(sql: Sql, cmds: Command[], mode: 'optimistic'
   let open = false;
   try {
     open = true;
-    (tx`begin` as unknown as { execute(): unknown }).execute();
-    const [payments, transfers, accounts, existing] = await Promise.all([
+    // sent now, ahead of the reads; awaited with them (a rejection must not go unhandled)
+    const begin = tx`begin`;
+    (begin as unknown as { execute(): unknown }).execute();
+    const [, payments, transfers, accounts, existing] = await Promise.all([
+      begin,
       paymentIds.length ? lockPayments(tx, paymentIds) : new Map<string, PaymentState>(),
       transferIds.length ? lockPendingTransfers(tx, transferIds) : new Map<string, PendingTransferState>(),
       accountIds.length ? readAccounts(tx, accountIds, mode === 'locked') : new Map<string, AccountState>(),
