@@ -1,8 +1,9 @@
 /**
  * The fraud role as its own process: the same scorer behind POST /internal/fraud/score and
  * /internal/fraud/completed on FRAUD_PORT, and the client side that the api role uses when
- * FRAUD_URL is set. Concurrent checks are gathered per tick into one request (up to
- * FRAUD_BATCH_MAX), so 10,000 checks/s are a few hundred HTTP requests. The api keeps the fail
+ * FRAUD_URL is set. Checks go as batches (up to FRAUD_BATCH_MAX), at most
+ * REMOTE_BATCHES_IN_FLIGHT at a time per api process, so 10,000 checks/s are a few hundred HTTP
+ * requests; completed() calls go one request per tick. The api keeps the fail
  * policy locally (it reads the same rules file): when the fraud role is down or late, the policy
  * decides without it. The calls go over node:http with a keep-alive agent of at most
  * REMOTE_SOCKETS connections rather than fetch(), whose WHATWG Request/Response/stream objects
@@ -84,8 +85,12 @@ export class FraudUnavailable extends Error {
   override name = 'FraudUnavailable';
 }
 
-/** connections from one api process to the fraud role; batches beyond them wait in the agent */
-export const REMOTE_SOCKETS = 32;
+/** connections from one api process to the fraud role */
+export const REMOTE_SOCKETS = 8;
+/** batch requests one api process has out at a time (see flush) */
+export const REMOTE_BATCHES_IN_FLIGHT = 2;
+/** checks waiting for a batch slot; beyond it a check is refused at once (the fail policy decides) */
+export const REMOTE_WAITING_MAX = 10_000;
 
 /** the api side of the split: a Scorer that calls the fraud role, batching per tick */
 export function createRemoteScorer(url: string, config: Config, policy: () => FailPolicy): Scorer {
@@ -123,12 +128,35 @@ export function createRemoteScorer(url: string, config: Config, policy: () => Fa
       req.end(body);
     });
 
-  const flush = () => {
-    scheduled = false;
-    const all = waiting;
-    waiting = [];
+  let finished: { req: FraudRequest; resolve(): void; reject(e: unknown): void }[] = [];
+  const flushCompleted = () => {
+    const all = finished;
+    finished = [];
     for (let i = 0; i < all.length; i += config.fraudBatchMax) {
       const part = all.slice(i, i + config.fraudBatchMax);
+      post(completedEndpoint, part.map((w) => toWire(w.req))).then(
+        () => part.forEach((w) => w.resolve()),
+        (err) => part.forEach((w) => w.reject(err)),
+      );
+    }
+  };
+
+  let inFlight = 0;
+  const schedule = () => {
+    if (!scheduled) {
+      scheduled = true;
+      setImmediate(flush);
+    }
+  };
+  // At most REMOTE_BATCHES_IN_FLIGHT requests out at a time; checks that arrive meanwhile wait
+  // and go out together when one answers (group commit, as the ledger does). At a low rate every
+  // check goes at once; under load the batches grow, and the per-request cost (HTTP, JSON, a
+  // Redis pipeline) is paid once per batch instead of once per tick.
+  const flush = () => {
+    scheduled = false;
+    while (waiting.length && inFlight < REMOTE_BATCHES_IN_FLIGHT) {
+      const part = waiting.splice(0, config.fraudBatchMax);
+      inFlight++;
       post(endpoint, part.map((w) => toWire(w.req)))
         .then((text) => JSON.parse(text) as { decisions: (FraudDecision | { error: string })[] })
         .then(
@@ -140,22 +168,30 @@ export function createRemoteScorer(url: string, config: Config, policy: () => Fa
               else w.resolve(d);
             }),
           (err) => part.forEach((w) => w.reject(err)),
-        );
+        )
+        .finally(() => {
+          inFlight--;
+          if (waiting.length) schedule();
+        });
     }
   };
 
   return {
     score(req) {
+      // a fraud role that has fallen this far behind is as good as down: the fail policy decides now
+      if (waiting.length >= REMOTE_WAITING_MAX) return Promise.reject(new FraudUnavailable(`${waiting.length} checks already wait for the fraud role`));
       return new Promise<FraudDecision>((resolve, reject) => {
         waiting.push({ req, resolve, reject });
-        if (!scheduled) {
-          scheduled = true;
-          setImmediate(flush);
-        }
+        schedule();
       });
     },
-    async completed(req) {
-      await post(completedEndpoint, [toWire(req)]);
+    completed(req) {
+      // after-the-fact bookkeeping, one request per tick for all of them
+      if (finished.length >= REMOTE_WAITING_MAX) return Promise.reject(new FraudUnavailable(`${finished.length} completed requests already wait for the fraud role`));
+      return new Promise<void>((resolve, reject) => {
+        finished.push({ req, resolve, reject });
+        if (finished.length === 1) setImmediate(flushCompleted);
+      });
     },
     policy,
     async close() {
