@@ -334,67 +334,53 @@ export async function executeBatch(sql: Sql, cmds: Command[], mode: 'optimistic'
   const paymentIds = uniqueSorted(cmds.flatMap((c) => c.payments ?? []));
   const transferIds = uniqueSorted(cmds.flatMap((c) => c.pendingTransfers ?? []));
   const idem = cmds.filter((c) => c.idempotency).map((c) => c.idempotency!);
-  // Two round trips per batch on one reserved connection, each a pipeline:
-  //   1. begin + the reads (row locks in the global order in locked mode; the idempotency lookup);
-  //   2. every write + the account lock-and-update + commit.
-  // The account rows are locked only inside the second pipeline, so no lock waits for this
-  // process's event loop between two statements (the HTTP benchmark found batches idle in
-  // transaction, holding row locks, while other batches queued behind them).
-  const tx = await sql.reserve();
-  let open = false;
+  // Four round trips: begin; the reads (row locks in the global order in locked mode; the
+  // idempotency lookup); every write and the account lock-and-update, one pipeline; commit. The
+  // account rows are locked by the last statement before the commit, so the locks wait for this
+  // process's event loop once (for the commit), not between statements: the HTTP benchmark found
+  // batches idle in transaction, holding row locks, while other batches queued on them.
+  let done: { results: CommandResult[]; writes: Writes; state: BatchState; historyUsers: string[]; applied: LockedAndApplied };
   try {
-    open = true;
-    // sent now, ahead of the reads; awaited with them (a rejection must not go unhandled)
-    const begin = tx`begin`;
-    (begin as unknown as { execute(): unknown }).execute();
-    const [, payments, transfers, accounts, existing] = await Promise.all([
-      begin,
-      paymentIds.length ? lockPayments(tx, paymentIds) : new Map<string, PaymentState>(),
-      transferIds.length ? lockPendingTransfers(tx, transferIds) : new Map<string, PendingTransferState>(),
-      accountIds.length ? readAccounts(tx, accountIds, mode === 'locked') : new Map<string, AccountState>(),
-      idem.length ? findIdempotencyRecords(tx, idem) : new Map<string, IdemRecord>(),
-    ]);
-    const state = new BatchState(now, accounts, transfers, payments);
-    const results: CommandResult[] = [];
-    const writes = new Writes();
-    for (const cmd of cmds) results.push(applyOne(cmd, state, writes, existing));
-    state.assertBalanced();
-    const historyUsers = [...new Set([...writes.history.map((h) => h.userId), ...writes.historyStatus.map((h) => h.userId)])];
-    const statements: PromiseLike<unknown>[] = writes.rowStatements(tx, state, now);
-    const applied = state.deltas.size || historyUsers.length ? lockAndApply(tx, state, historyUsers, now) : undefined;
-    if (applied) statements.push(applied);
-    const commit = tx`commit`;
-    statements.push(commit);
-    // executed in this order (each .then sends its query); a failed statement aborts the
-    // transaction, the statements after it fail with 25P02 and the commit rolls back
-    const settled = await Promise.allSettled(statements);
-    open = false;
-    const failed = settled.find((x): x is PromiseRejectedResult => x.status === 'rejected');
-    if (failed) {
-      const e = failed.reason as { code?: string; constraint_name?: string };
-      // a concurrent commit moved a balance this optimistic batch relied on: run it locked
-      if (mode === 'optimistic' && e.code === '23514' && e.constraint_name === 'user_available_never_negative') throw new StaleBalances('(the balance update)');
-      throw failed.reason;
-    }
-    if ((await commit).command !== 'COMMIT') throw new Error('ledger: the batch transaction did not commit');
-    const { locked, wallets } = applied ? await applied : { locked: [], wallets: [] };
-    const historyVersions = new Map<string, { before: bigint; after: bigint }>();
-    for (const acc of locked) {
-      if (acc.user_id === null || !historyUsers.includes(acc.user_id)) continue;
-      const v = historyVersions.get(acc.user_id) ?? { before: 0n, after: 0n };
-      historyVersions.set(acc.user_id, { before: v.before + acc.version, after: v.after + acc.version + (state.deltas.has(acc.id) ? 1n : 0n) });
-    }
-    // each caller learns the versions its command left on its own wallets (read-your-writes)
-    const byId = new Map(wallets.map((w) => [w.id, w]));
-    cmds.forEach((cmd, i) => {
-      const mine = cmd.accounts.map((id) => byId.get(id)).filter((w): w is WalletSnapshot => w !== undefined && w.userId === cmd.idempotency?.userId);
-      if (mine.length && !results[i]!.replayed) results[i]!.versions = new Map(mine.map((w) => [w.id, w.version]));
-    });
-    return { results, effects: { wallets, history: writes.history, historyStatus: writes.historyStatus, historyVersions } };
-  } finally {
-    if (open) await tx`rollback`.catch(() => undefined);
-    tx.release();
+    done = (await sql.begin(async (tx) => {
+      const [payments, transfers, accounts, existing] = await Promise.all([
+        paymentIds.length ? lockPayments(tx, paymentIds) : new Map<string, PaymentState>(),
+        transferIds.length ? lockPendingTransfers(tx, transferIds) : new Map<string, PendingTransferState>(),
+        accountIds.length ? readAccounts(tx, accountIds, mode === 'locked') : new Map<string, AccountState>(),
+        idem.length ? findIdempotencyRecords(tx, idem) : new Map<string, IdemRecord>(),
+      ]);
+      const state = new BatchState(now, accounts, transfers, payments);
+      const results: CommandResult[] = [];
+      const writes = new Writes();
+      for (const cmd of cmds) results.push(applyOne(cmd, state, writes, existing));
+      state.assertBalanced();
+      const historyUsers = [...new Set([...writes.history.map((h) => h.userId), ...writes.historyStatus.map((h) => h.userId)])];
+      // sent in this order as one pipeline (Promise.all's .then sends each query), the lock last
+      const rows = writes.rowStatements(tx, state, now);
+      const lock = state.deltas.size || historyUsers.length ? lockAndApply(tx, state, historyUsers, now) : undefined;
+      const settled = await Promise.all([...rows, lock]);
+      const applied = (settled.at(-1) as LockedAndApplied | undefined) ?? { locked: [], wallets: [] };
+      return { results, writes, state, historyUsers, applied };
+    })) as typeof done;
+  } catch (err) {
+    const e = err as { code?: string; constraint_name?: string };
+    // a concurrent commit moved a balance this optimistic batch relied on: run it locked
+    if (mode === 'optimistic' && e.code === '23514' && e.constraint_name === 'user_available_never_negative') throw new StaleBalances('(the balance update)');
+    throw err;
   }
+  const { results, writes, state, historyUsers, applied: { locked, wallets } } = done;
+  const historyVersions = new Map<string, { before: bigint; after: bigint }>();
+  for (const acc of locked) {
+    if (acc.user_id === null || !historyUsers.includes(acc.user_id)) continue;
+    const v = historyVersions.get(acc.user_id) ?? { before: 0n, after: 0n };
+    historyVersions.set(acc.user_id, { before: v.before + acc.version, after: v.after + acc.version + (state.deltas.has(acc.id) ? 1n : 0n) });
+  }
+  // each caller learns the versions its command left on its own wallets (read-your-writes)
+  const byId = new Map(wallets.map((w) => [w.id, w]));
+  cmds.forEach((cmd, i) => {
+    const mine = cmd.accounts.map((id) => byId.get(id)).filter((w): w is WalletSnapshot => w !== undefined && w.userId === cmd.idempotency?.userId);
+    if (mine.length && !results[i]!.replayed) results[i]!.versions = new Map(mine.map((w) => [w.id, w.version]));
+  });
+  return { results, effects: { wallets, history: writes.history, historyStatus: writes.historyStatus, historyVersions } };
 }
 
 interface IdemRecord {
@@ -444,7 +430,13 @@ function uniqueSorted(ids: string[]): string[] {
  * global order. A net change that would take a user wallet below zero (balances moved under an
  * optimistic batch) fails on user_available_never_negative and aborts the transaction.
  */
-function lockAndApply(tx: Queryable, state: BatchState, historyUsers: string[], now: Date): PromiseLike<{ locked: { id: string; user_id: string | null; version: bigint }[]; wallets: WalletSnapshot[] }> {
+/** what lockAndApply returns */
+interface LockedAndApplied {
+  locked: { id: string; user_id: string | null; version: bigint }[];
+  wallets: WalletSnapshot[];
+}
+
+function lockAndApply(tx: Queryable, state: BatchState, historyUsers: string[], now: Date): PromiseLike<LockedAndApplied> {
   const ids = [...state.deltas.keys()];
   const d = [...state.deltas.values()];
   const query = tx<{ part: 'locked' | 'updated'; id: string; user_id: string | null; currency: string | null; available: bigint | null; pending: bigint | null; version: bigint; updated_at: Date | null }[]>`
