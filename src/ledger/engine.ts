@@ -422,6 +422,12 @@ function uniqueSorted(ids: string[]): string[] {
   return [...new Set(ids)].sort();
 }
 
+/** what lockAndApply returns */
+interface LockedAndApplied {
+  locked: { id: string; user_id: string | null; version: bigint }[];
+  wallets: WalletSnapshot[];
+}
+
 /**
  * One statement: locks, in id order, the accounts the batch changes and every wallet of the
  * users whose history it changes, then applies the batch's net change to the changed ones as
@@ -429,13 +435,9 @@ function uniqueSorted(ids: string[]): string[] {
  * wallets after it. The update reads `locked`, so every row it changes was locked first, in the
  * global order. A net change that would take a user wallet below zero (balances moved under an
  * optimistic batch) fails on user_available_never_negative and aborts the transaction.
+ * Returned unsent, as a thenable: like a postgres.js query it goes out when first awaited, so the
+ * caller puts it after the row writes in one pipeline.
  */
-/** what lockAndApply returns */
-interface LockedAndApplied {
-  locked: { id: string; user_id: string | null; version: bigint }[];
-  wallets: WalletSnapshot[];
-}
-
 function lockAndApply(tx: Queryable, state: BatchState, historyUsers: string[], now: Date): PromiseLike<LockedAndApplied> {
   const ids = [...state.deltas.keys()];
   const d = [...state.deltas.values()];
