@@ -43,10 +43,24 @@ interface RunsSql {
   unsafe(query: string): PromiseLike<unknown>;
 }
 
-/** Sets synchronous_standby_names on the server `sql` reaches (a primary) and reloads. */
+/** how long setSyncStandbyNames waits for the reload to take effect */
+const RELOAD_WAIT_MS = 5000;
+
+/**
+ * Sets synchronous_standby_names on the server `sql` reaches (a primary), reloads, and returns
+ * once the setting is in effect. pg_reload_conf() only signals the server: without the wait a
+ * caller (a rebuild, a failover) returned while commits could still run under the old list.
+ * Gives up quietly after RELOAD_WAIT_MS (the reload still happens, later).
+ */
 export async function setSyncStandbyNames(sql: RunsSql, value: string): Promise<void> {
   await sql.unsafe(`alter system set synchronous_standby_names = ${sqlLiteral(value)}`);
   await sql.unsafe('select pg_reload_conf()');
+  const deadline = Date.now() + RELOAD_WAIT_MS;
+  while (Date.now() < deadline) {
+    const rows = (await sql.unsafe("select current_setting('synchronous_standby_names') as v")) as { v: string }[];
+    if (rows[0]?.v === value) return;
+    await new Promise((r) => setTimeout(r, 20));
+  }
 }
 
 export interface DurabilityState {

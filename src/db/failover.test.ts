@@ -155,8 +155,10 @@ describe('failover of embedded clusters', () => {
       ['primary', 'standby', true],
       ['replica_1', 'primary', true],
     ]);
-    const [again] = await promoted<{ names: string }[]>`select current_setting('synchronous_standby_names') as names`;
-    expect(again!.names).toBe('ANY 1 ("primary")');
+    // another session sees the reloaded setting once its backend has processed the reload
+    let names2 = '';
+    await eventually(async () => (names2 = (await promoted<{ names: string }[]>`select current_setting('synchronous_standby_names') as names`)[0]!.names) === 'ANY 1 ("primary")', 5000, 'the synchronous standby list');
+    expect(names2).toBe('ANY 1 ("primary")');
     await within(10_000, 'write with the rejoined replica', () => pool`insert into before_kill values ('rejoined')`);
     const rejoined = client(a!.nodes[0]!.url('wallet'));
     await eventually(async () => (await rejoined`select 1 from before_kill where v = 'rejoined'`).length === 1, 5000, 'the write on the rejoined replica');
