@@ -46,6 +46,26 @@ describe('batching engine', () => {
     expect(await available(wb)).toBe(1_000n);
   });
 
+  it('is not held up by the key-share lock a foreign-key check leaves on its wallet (so two such batches cannot deadlock)', async () => {
+    const [a, b] = [await signUp(t.app), await signUp(t.app)];
+    await fund(t.app, a, 1_000);
+    const [wa, wb] = [await walletOf(a), await walletOf(b)];
+    const engine = createLedgerEngine(t.platform.db, { batchMaxSize: 10, batchWindowMs: 0, queueMax: 10, concurrentBatches: 1, retries: 0 });
+    const other = await t.platform.db.clusters[0]!.sql.reserve();
+    try {
+      // what inserting a payment or a top-up that references wa does in another open transaction
+      await other`begin`;
+      await other`select 1 from accounts where id = ${wa} for key share`;
+      const outcome = await Promise.race([engine.submit(p2p(wa, wb, 100n)).then((r) => r.status), new Promise((r) => setTimeout(() => r('waiting for the other transaction'), 5_000))]);
+      expect(outcome).toBe(201);
+    } finally {
+      await other`rollback`;
+      other.release();
+      await engine.stop();
+    }
+    expect(await available(wb)).toBe(100n);
+  });
+
   it('fails only the command that breaks, never its neighbours, and writes nothing of it', async () => {
     const [a, b] = [await signUp(t.app), await signUp(t.app)];
     await fund(t.app, a, 1_000);

@@ -435,6 +435,11 @@ interface LockedAndApplied {
  * wallets after it. The update reads `locked`, so every row it changes was locked first, in the
  * global order. A net change that would take a user wallet below zero (balances moved under an
  * optimistic batch) fails on user_available_never_negative and aborts the transaction.
+ * The lock is FOR NO KEY UPDATE, the one an UPDATE of non-key columns takes: FOR UPDATE would
+ * also wait for the KEY SHARE locks that foreign-key checks take (a batch inserting payments or
+ * top-ups locks their wallets that way, in its rows' order, before this statement), and two
+ * batches each holding one such lock and wanting the other's row deadlocked (PostgreSQL
+ * detects it only after deadlock_timeout, a second: the HTTP benchmark's p99).
  * Returned unsent, as a thenable: like a postgres.js query it goes out when first awaited, so the
  * caller puts it after the row writes in one pipeline.
  */
@@ -446,7 +451,7 @@ function lockAndApply(tx: Queryable, state: BatchState, historyUsers: string[], 
       select unnest(${pgArray(ids)}::text[]) as id
       union select id from accounts where user_id = any(${pgArray(historyUsers)}::text[]) and kind = 'user' -- accounts_one_wallet_per_currency
     ), locked as (
-      select a.id, a.user_id, a.version from accounts a join ids on ids.id = a.id order by a.id for update of a
+      select a.id, a.user_id, a.version from accounts a join ids on ids.id = a.id order by a.id for no key update of a
     ), d as (
       select * from unnest(${pgArray(ids)}::text[], ${pgArray(d.map((x) => x[0]))}::bigint[], ${pgArray(d.map((x) => x[1]))}::bigint[], ${pgArray(d.map((x) => x[2]))}::bigint[], ${pgArray(d.map((x) => x[3]))}::bigint[]) as d(id, dp, cp, dpe, cpe)
     ), updated as (
@@ -473,7 +478,7 @@ function lockAndApply(tx: Queryable, state: BatchState, historyUsers: string[], 
 async function readAccounts(tx: Queryable, ids: string[], lock: boolean): Promise<Map<string, AccountState>> {
   const rows = await tx<{ id: string; kind: AccountState['kind']; currency: string; user_id: string | null; debits_posted: bigint; credits_posted: bigint; debits_pending: bigint; credits_pending: bigint }[]>`
     select id, kind, currency, user_id, debits_posted, credits_posted, debits_pending, credits_pending
-    from accounts where id = any(${ids}::text[]) order by id ${lock ? tx`for update` : tx``}`;
+    from accounts where id = any(${ids}::text[]) order by id ${lock ? tx`for no key update` : tx``}`;
   return new Map(
     rows.map((r) => [
       r.id,
