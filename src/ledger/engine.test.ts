@@ -117,6 +117,10 @@ describe('batching engine', () => {
     expect(failures.filter((f) => f === 'error')).toEqual([]);
     // the optimistic batches did meet moved balances (the balance update's CHECK refused them) and ran again locked
     expect(failures).toContain('stale');
+    // and a refused batch left none of the rows it had written ahead of the refused update (its
+    // COMMIT, already on the wire behind them, rolled back)
+    const [rows] = await t.platform.db.clusters[0]!.sql<{ n: number }[]>`select count(*)::int as n from ledger_transfers where debit_account_id = ${wa}`;
+    expect(rows!.n).toBe(100);
   });
 
   it('refuses work beyond its queue bound instead of growing without limit', async () => {

@@ -334,14 +334,15 @@ export async function executeBatch(sql: Sql, cmds: Command[], mode: 'optimistic'
   const paymentIds = uniqueSorted(cmds.flatMap((c) => c.payments ?? []));
   const transferIds = uniqueSorted(cmds.flatMap((c) => c.pendingTransfers ?? []));
   const idem = cmds.filter((c) => c.idempotency).map((c) => c.idempotency!);
-  // Four round trips: begin; the reads (row locks in the global order in locked mode; the
-  // idempotency lookup); every write and the account lock-and-update, one pipeline; commit. The
-  // account rows are locked by the last statement before the commit, so the locks wait for this
-  // process's event loop once (for the commit), not between statements: the HTTP benchmark found
-  // batches idle in transaction, holding row locks, while other batches queued on them.
+  // Three round trips: begin; the reads (row locks in the global order in locked mode; the
+  // idempotency lookup); every write, the account lock-and-update and the commit, one pipeline.
+  // The account rows are locked by the last statement before the commit and the commit follows
+  // it on the wire, so the locks are held for the server's own time (the update, the WAL flush),
+  // never while a reply crosses to this process and waits for its event loop: the HTTP benchmark
+  // found batches idle in transaction, holding row locks, while other batches queued on them.
   let done: { results: CommandResult[]; writes: Writes; state: BatchState; historyUsers: string[]; applied: LockedAndApplied };
   try {
-    done = (await sql.begin(async (tx) => {
+    const sent = (await sql.begin(async (tx) => {
       const [payments, transfers, accounts, existing] = await Promise.all([
         paymentIds.length ? lockPayments(tx, paymentIds) : new Map<string, PaymentState>(),
         transferIds.length ? lockPendingTransfers(tx, transferIds) : new Map<string, PendingTransferState>(),
@@ -354,13 +355,19 @@ export async function executeBatch(sql: Sql, cmds: Command[], mode: 'optimistic'
       for (const cmd of cmds) results.push(applyOne(cmd, state, writes, existing));
       state.assertBalanced();
       const historyUsers = [...new Set([...writes.history.map((h) => h.userId), ...writes.historyStatus.map((h) => h.userId)])];
-      // sent in this order as one pipeline (Promise.all's .then sends each query), the lock last
+      // sent in this order (Promise.all's .then sends each query), the lock last, and not awaited
+      // here: sql.begin writes COMMIT right behind them when this callback returns
       const rows = writes.rowStatements(tx, state, now);
       const lock = state.deltas.size || historyUsers.length ? lockAndApply(tx, state, historyUsers, now) : undefined;
-      const settled = await Promise.all([...rows, lock]);
-      const applied = (settled.at(-1) as LockedAndApplied | undefined) ?? { locked: [], wallets: [] };
-      return { results, writes, state, historyUsers, applied };
-    })) as typeof done;
+      const settled = Promise.all([...rows, lock]);
+      settled.catch(() => undefined); // awaited below, after the commit's answer
+      return { results, writes, state, historyUsers, settled };
+    })) as { results: CommandResult[]; writes: Writes; state: BatchState; historyUsers: string[]; settled: Promise<unknown[]> };
+    // PostgreSQL answers COMMIT in a transaction that an earlier statement aborted with ROLLBACK,
+    // not with an error, so the commit's success alone proves nothing: every statement of the
+    // pipeline must have succeeded too. If one failed, nothing of the batch was applied.
+    const settled = await sent.settled;
+    done = { ...sent, applied: (settled.at(-1) as LockedAndApplied | undefined) ?? { locked: [], wallets: [] } };
   } catch (err) {
     const e = err as { code?: string; constraint_name?: string };
     // a concurrent commit moved a balance this optimistic batch relied on: run it locked
