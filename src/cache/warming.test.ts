@@ -91,6 +91,23 @@ describe('a warming round', () => {
     expect(wallets.json().wallets[0].available).toBe(7_500);
   });
 
+  it('warms only the profiles without Redis: balances and history would live a second in L1', async () => {
+    const local = await createTestPlatform({ CACHE_WARM_SHARE_PERCENT: '100' });
+    try {
+      const dave = await signUp(local.app);
+      await fund(local.app, dave, 1_000);
+      const keys = await keysOf(local.platform, dave.id);
+      for (const k of keys) local.platform.cache.l1.delete(k);
+
+      const round = await createWarmer(local.platform).warmOnce();
+      expect(round).toMatchObject({ users: 1, keys: 1, stoppedEarly: false });
+      expect(inL1(local.platform, [cacheKey.user(dave.id)])).toBe(true);
+      expect(keys.filter((k) => k !== cacheKey.user(dave.id)).some((k) => local.platform.cache.l1.get(k) !== undefined)).toBe(false);
+    } finally {
+      await local.close();
+    }
+  });
+
   it('predicts from the same hour of previous days: a user active at this hour 3 days ago is warmed, one active at another hour is not', async () => {
     const p = t.platform;
     const now = new Date();

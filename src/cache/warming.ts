@@ -60,11 +60,17 @@ export function createWarmer(p: Platform): Warmer {
   const reads = createWalletReads(p);
   let stopping = false;
 
-  /** the keys a request of this user would fill; 0 when the user is gone */
+  /**
+   * The keys a request of this user would fill; 0 when the user is gone. Without a working
+   * Redis, balances and the first history page live at most a second in L1 (src/cache/index.ts):
+   * loading them would be a round of reads thrown away before the user asks, so only the
+   * profile is warmed then.
+   */
   const warmUser = async (userId: string): Promise<number> => {
     const shard = shardOf(userId);
     const profile = await reads.profile(userId, shard);
     if (!profile) return 0;
+    if (p.cache.redisStatus() !== 'ok') return 1;
     const [wallets] = await Promise.all([reads.balances(userId, shard), loadRecent(p, userId, shard)]);
     return 2 + wallets.length;
   };
