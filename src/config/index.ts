@@ -105,7 +105,7 @@ const settings = {
   ledgerBatchMaxSize: ['LEDGER_BATCH_MAX_SIZE', Int(1, 10_000, 500)],
   ledgerBatchWindowMs: ['LEDGER_BATCH_WINDOW_MS', Int(0, 1000, 2)],
   ledgerQueueMax: ['LEDGER_QUEUE_MAX', Int(1, 1_000_000, 20_000)],
-  ledgerConcurrentBatches: ['LEDGER_CONCURRENT_BATCHES', Int(1, 64, 3)],
+  ledgerConcurrentBatches: ['LEDGER_CONCURRENT_BATCHES', Int(1, 64, 2)],
   ledgerBatchRetries: ['LEDGER_BATCH_RETRIES', Int(0, 20, 5)],
   ledgerBatchTimeoutMs: ['LEDGER_BATCH_TIMEOUT_MS', Int(100, 600_000, 10_000)],
   dbStartupTimeoutMs: ['DB_STARTUP_TIMEOUT_MS', Int(100, 600_000, 10_000)],
