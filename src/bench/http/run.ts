@@ -87,7 +87,7 @@ export const DEFAULT_OPTIONS: Omit<HttpBenchOptions, 'command' | 'env' | 'log'> 
   rate: 0,
   spikeSeconds: 60,
   spikeFactor: 10,
-  connections: 256,
+  connections: 240,
   pipelining: 1,
   generators: 1,
   processes: 1,
