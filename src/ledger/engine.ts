@@ -340,9 +340,10 @@ export async function executeBatch(sql: Sql, cmds: Command[], mode: 'optimistic'
   // it on the wire, so the locks are held for the server's own time (the update, the WAL flush),
   // never while a reply crosses to this process and waits for its event loop: the HTTP benchmark
   // found batches idle in transaction, holding row locks, while other batches queued on them.
-  let done: { results: CommandResult[]; writes: Writes; state: BatchState; historyUsers: string[]; applied: LockedAndApplied };
+  type Built = { results: CommandResult[]; writes: Writes; state: BatchState; historyUsers: string[] };
+  let done: Built & { applied: LockedAndApplied };
   try {
-    const sent = (await sql.begin(async (tx) => {
+    const sent = (await sql.begin(async (tx): Promise<Built & { settled: Promise<unknown[]> }> => {
       // Every statement of a batch finds its rows by key. With the default random_page_cost (4)
       // and a small accounts table (the HTTP benchmark's 10,000 wallets) the planner made the
       // lock-and-update's two joins sequential scans of the whole table: EXPLAIN ANALYZE of a
@@ -369,7 +370,7 @@ export async function executeBatch(sql: Sql, cmds: Command[], mode: 'optimistic'
       const settled = Promise.all([...rows, lock]);
       settled.catch(() => undefined); // awaited below, after the commit's answer
       return { results, writes, state, historyUsers, settled };
-    })) as { results: CommandResult[]; writes: Writes; state: BatchState; historyUsers: string[]; settled: Promise<unknown[]> };
+    })) as Built & { settled: Promise<unknown[]> };
     // PostgreSQL answers COMMIT in a transaction that an earlier statement aborted with ROLLBACK,
     // not with an error, so the commit's success alone proves nothing: every statement of the
     // pipeline must have succeeded too. If one failed, nothing of the batch was applied.
