@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestPlatform, signUp, type TestPlatform } from './test-support/platform.js';
+import { securityHeaders } from './http/security-headers.js';
 
 let t: TestPlatform;
 beforeAll(async () => {
@@ -20,6 +21,18 @@ describe('HTTP conventions', () => {
     expect(res.headers['x-content-type-options']).toBe('nosniff');
     expect(res.headers['content-security-policy']).toBeDefined();
     expect(res.headers['x-frame-options']).toBeDefined();
+  });
+
+  it("sends helmet's whole set, with the API's CSP, on answers of every kind, and HSTS only in production", async () => {
+    for (const res of [await t.app.inject({ method: 'GET', url: '/healthz' }), await t.app.inject({ method: 'GET', url: '/v1/nowhere' }), await t.app.inject({ method: 'GET', url: '/v1/wallets' })]) {
+      expect(res.headers['content-security-policy']).toContain("img-src 'self' data:");
+      expect(res.headers['content-security-policy']).toContain("default-src 'self'");
+      expect(res.headers['x-frame-options']).toBe('SAMEORIGIN');
+      expect(res.headers['referrer-policy']).toBe('no-referrer');
+      expect(res.headers['cross-origin-opener-policy']).toBe('same-origin');
+      expect(res.headers['strict-transport-security']).toBeUndefined();
+    }
+    expect(securityHeaders({ strictTransportSecurity: true })['strict-transport-security']).toBe('max-age=31536000; includeSubDomains');
   });
 
   it('compresses with br or gzip when the client accepts it', async () => {

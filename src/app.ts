@@ -9,7 +9,6 @@ import { constants as zlib } from 'node:zlib';
 import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import compress from '@fastify/compress';
-import helmet from '@fastify/helmet';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import { Ajv, type Options as AjvOptions } from 'ajv';
@@ -35,6 +34,7 @@ import { operationsRoutes } from './observability/routes.js';
 import { docsHttpCaching } from './http/l3.js';
 import { registerShedding, shedLimits } from './http/shedding.js';
 import type { Principal } from './auth/tokens.js';
+import { securityHeaders } from './http/security-headers.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -89,9 +89,13 @@ export async function buildApp(platform: Platform): Promise<FastifyInstance> {
     reply.code(404).type('application/problem+json').send(problem('not_found', `No route ${req.method} ${req.url.split('?')[0]}`));
   });
 
-  await app.register(helmet, { global: true, contentSecurityPolicy: { directives: { 'img-src': ["'self'", 'data:'] } }, hsts: config.nodeEnv === 'production' });
+  const security = securityHeaders({ contentSecurityPolicy: { directives: { 'img-src': ["'self'", 'data:'] } }, strictTransportSecurity: config.nodeEnv === 'production' });
+  app.addHook('onRequest', (_req, reply, done) => {
+    reply.headers(security);
+    done();
+  });
   await app.register(compress, { global: true, threshold: 1024, encodings: ['br', 'gzip'], brotliOptions: { params: { [zlib.BROTLI_PARAM_QUALITY]: 4 } } });
-  // after helmet, so a shed answer carries the security headers too; before every route's auth
+  // after the security headers, so a shed answer carries them too; before every route's auth
   registerShedding(app as unknown as FastifyInstance, shedLimits(config), platform.metrics.registry);
   app.addSchema(ProblemSchema);
   await app.register(swagger, {
