@@ -1,7 +1,8 @@
 /** The batching engine, driven directly: batching, isolation of a bad command, retries, back-pressure. */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestPlatform, fund, moneyPost, signUp, type TestPlatform, type TestUser } from '../test-support/platform.js';
-import { createLedgerEngine, EngineUnavailable } from './engine.js';
+import postgres from 'postgres';
+import { createLedgerEngine, EngineUnavailable, findIdempotencyRecords } from './engine.js';
 import { createWalletDirectory } from './wallet-directory.js';
 import type { Command } from './types.js';
 import { newId } from '../shared/ids.js';
@@ -152,6 +153,26 @@ describe('batching engine', () => {
       expect(wallets.json().wallets[0].available).toBe(ok);
     } finally {
       await small.close();
+    }
+  });
+  it('looks idempotency keys up by primary key even with a plan made while the table was empty', async () => {
+    // A session of its own, like a long-lived pool connection: generic plans from the first run,
+    // and an empty idempotency_keys (a temporary copy shadows the real table in this session only).
+    const sql = postgres(t.databaseUrl, { max: 1, onnotice: () => undefined, types: { bigint: postgres.BigInt }, connection: { plan_cache_mode: 'force_generic_plan' } });
+    try {
+      await sql`create temporary table idempotency_keys (like public.idempotency_keys including all)`;
+      expect((await findIdempotencyRecords(sql, [{ userId: 'usr_none', key: 'k' }])).size).toBe(0);
+      await sql`insert into idempotency_keys (user_id, key, shard, request_hash, status_code, response)
+        select 'usr_' || g, 'key', 0, 'hash', 201, '{"n":' || g || '}' from generate_series(1, 5000) g`;
+      // this session's scans of the table so far, flushed to the statistics or not
+      const scans = async () => (await sql<{ seq: number; idx: number }[]>`select seq_scan::int as seq, idx_scan::int as idx from pg_stat_xact_all_tables where relid = 'idempotency_keys'::regclass`)[0]!;
+      const before = await scans();
+      const found = await findIdempotencyRecords(sql, [{ userId: 'usr_42', key: 'key' }, { userId: 'usr_43', key: 'other' }]);
+      const after = await scans();
+      expect([...found.values()]).toEqual([{ requestHash: 'hash', statusCode: 201, response: '{"n":42}' }]);
+      expect({ seq: after.seq - before.seq, idx: after.idx - before.idx }).toEqual({ seq: 0, idx: 2 });
+    } finally {
+      await sql.end();
     }
   });
 });

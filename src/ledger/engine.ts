@@ -536,11 +536,21 @@ export function paymentFromRow(r: Record<string, unknown>): PaymentState {
 
 const idemId = (userId: string, key: string) => `${userId}\u0000${key}`;
 
-async function findIdempotencyRecords(tx: Queryable, keys: { userId: string; key: string }[]): Promise<Map<string, IdemRecord>> {
+/**
+ * One primary-key probe per key, whatever the planner knows of the table: a LATERAL subquery
+ * with LIMIT is not flattened into a join, so it cannot become a hash join over a sequential scan.
+ * The plain join did exactly that in the HTTP benchmark. postgres.js prepares its statements; a
+ * connection's generic plan, made while idempotency_keys was nearly empty (and never replanned
+ * where no ANALYZE runs: the CI machine has autovacuum off), hashed the keys and scanned the
+ * whole table, 2.4 ms per lookup at 40,000 rows, the costliest statement of the run.
+ */
+export async function findIdempotencyRecords(tx: Queryable, keys: { userId: string; key: string }[]): Promise<Map<string, IdemRecord>> {
   const rows = await tx<{ user_id: string; key: string; request_hash: string; status_code: number; response: string }[]>`
-    select i.user_id, i.key, i.request_hash, i.status_code, i.response
-    from idempotency_keys i join unnest(${keys.map((k) => k.userId)}::text[], ${keys.map((k) => k.key)}::text[]) as k(user_id, key)
-      on i.user_id = k.user_id and i.key = k.key`;
+    select k.user_id, k.key, i.request_hash, i.status_code, i.response
+    from unnest(${keys.map((k) => k.userId)}::text[], ${keys.map((k) => k.key)}::text[]) as k(user_id, key)
+    cross join lateral (
+      select request_hash, status_code, response from idempotency_keys i where i.user_id = k.user_id and i.key = k.key limit 1
+    ) i`;
   return new Map(rows.map((r) => [idemId(r.user_id, r.key), { requestHash: r.request_hash, statusCode: r.status_code, response: r.response }]));
 }
 

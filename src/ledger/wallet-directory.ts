@@ -29,10 +29,11 @@ export function createWalletDirectory(db: Db, maxEntries = 100_000): WalletDirec
     idOf,
     async load(sql, keys) {
       const rows = await sql<{ user_id: string; currency: string; id: string }[]>`
-        select a.user_id, a.currency, a.id
-        from accounts a join unnest(${keys.map((k) => k.userId)}::text[], ${keys.map((k) => k.currency)}::text[]) as k(user_id, currency)
-          on a.user_id = k.user_id and a.currency = k.currency
-        where a.kind = 'user'`;
+        select k.user_id, k.currency, a.id
+        from unnest(${keys.map((k) => k.userId)}::text[], ${keys.map((k) => k.currency)}::text[]) as k(user_id, currency)
+        cross join lateral (
+          select id from accounts a where a.user_id = k.user_id and a.currency = k.currency and a.kind = 'user' limit 1
+        ) a`; // one probe of accounts_one_wallet_per_currency per key, never a scan (see findIdempotencyRecords)
       return new Map(rows.map((r) => [idOf({ userId: r.user_id, currency: r.currency }), r.id]));
     },
   });
