@@ -224,6 +224,32 @@ describe('when Redis fails', () => {
   });
 });
 
+describe('without Redis', () => {
+  const config = loadConfig({});
+
+  it("replaces a balance this process holds after a commit and leaves one it does not hold out", async () => {
+    const cache = createCache(config);
+    const [held, other] = [cacheKey.balance('wal_held'), cacheKey.balance('wal_other')];
+    await cache.getVersioned([held], async () => new Map([[held, { version: 1n, available: 10n }]]));
+    await cache.putVersioned([{ key: held, value: { version: 2n, available: 20n } }, { key: other, value: { version: 5n, available: 50n } }]);
+    expect(cache.l1.get(held)?.value).toEqual({ version: 2n, available: 20n });
+    expect(cache.l1.get(other)).toBeUndefined();
+    await cache.close();
+  });
+
+  it('does not let a read that loaded before a commit put its older balance in', async () => {
+    const cache = createCache(config);
+    const key = cacheKey.balance('wal_racing');
+    let release!: () => void;
+    const slow = cache.getVersioned([key], () => new Promise<Map<string, { version: bigint }>>((ok) => (release = () => ok(new Map([[key, { version: 1n }]])))));
+    await cache.putVersioned([{ key, value: { version: 2n } }]); // the commit, while the read waits on the database
+    release();
+    expect((await slow).get(key)).toEqual({ version: 1n }); // that reader answers what it read...
+    expect(cache.l1.get(key)).toBeUndefined(); // ...and nobody else is served it
+    await cache.close();
+  });
+});
+
 describe('L1', () => {
   it('expires entries after their TTL', async () => {
     const l1 = createL1(1_000_000);

@@ -58,7 +58,11 @@ export interface Cache {
    * older than minVersions names; `load` gets the keys still missing and returns their values.
    */
   getVersioned<T extends Versioned>(keys: string[], load: (missing: string[]) => Promise<Loaded<T>>, minVersions?: Map<string, bigint>): Promise<Map<string, T>>;
-  /** after a commit: the new values in, unless a newer one is there; other processes' L1 told */
+  /**
+   * After a commit: the new values in, unless a newer one is there; other processes' L1 told.
+   * Without Redis only the keys this process's L1 already holds are replaced; the others stay
+   * out (and no load in flight may put an older value back).
+   */
   putVersioned<T extends Versioned>(entries: { key: string; value: T }[]): Promise<void>;
   /** after a commit: these keys are stale everywhere */
   invalidate(keys: string[]): Promise<void>;
@@ -207,17 +211,26 @@ export function createCache(config: CacheConfig, metrics?: CacheMetrics): Cache 
 
     async putVersioned(entries) {
       if (!entries.length) return;
+      if (!l2) {
+        // Only this process's L1 to keep right: a key it holds gets the new value; a key it does
+        // not hold stays out (every commit writing through every wallet it moved cost the HTTP
+        // benchmark an encode per wallet, for balances that live a second in L1 and are rarely
+        // read in it), and its epoch moves on so that a read loading it now cannot put back what
+        // it read before this commit.
+        for (const { key, value } of entries) {
+          if (l1.get(key)) l1.setIfNewer(key, { text: encode(value), value: deepFreeze(value), version: value.version }, l1TtlFor(kindOf(key)));
+          else dropLocal(key);
+        }
+        reportBytes();
+        return;
+      }
       const texts = entries.map(({ value }) => encode(value));
       const keep = (i: number) => l1.setIfNewer(entries[i]!.key, { text: texts[i]!, value: deepFreeze(entries[i]!.value), version: entries[i]!.value.version }, l1TtlFor(kindOf(entries[i]!.key)));
-      if (!l2) {
-        entries.forEach((_, i) => keep(i));
-      } else {
-        const outcomes = await Promise.all(entries.map(({ key, value }, i) => l2.setIfNewer(key, value.version, texts[i]!, l2TtlMs(kindOf(key)))));
-        // Redis holds a newer version: our L1 must not keep this one either (the next read takes
-        // the newest). Redis unreachable: L1 keeps it, short-lived while the breaker is open.
-        outcomes.forEach((o, i) => (o === 'older' ? dropLocal(entries[i]!.key) : keep(i)));
-        await l2.publish(CHANNEL, JSON.stringify({ o: origin, k: entries.map((e) => e.key) }));
-      }
+      const outcomes = await Promise.all(entries.map(({ key, value }, i) => l2.setIfNewer(key, value.version, texts[i]!, l2TtlMs(kindOf(key)))));
+      // Redis holds a newer version: our L1 must not keep this one either (the next read takes
+      // the newest). Redis unreachable: L1 keeps it, short-lived while the breaker is open.
+      outcomes.forEach((o, i) => (o === 'older' ? dropLocal(entries[i]!.key) : keep(i)));
+      await l2.publish(CHANNEL, JSON.stringify({ o: origin, k: entries.map((e) => e.key) }));
       reportBytes();
     },
 
