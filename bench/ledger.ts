@@ -29,6 +29,7 @@ import type { WalletDirectory } from '../src/ledger/wallet-directory.js';
 import { reconcile, formatReport } from '../src/ledger/reconcile.js';
 import { seedUsers, type SeededUser } from '../src/cli/seed.js';
 import { freshDatabase, log, percentile } from './support.js';
+import { writeBenchFraudRules } from '../src/bench/fraud-rules.js';
 
 const BENCH_DB = 'wallet_bench';
 const CURRENCY = 'USD';
@@ -186,8 +187,11 @@ async function drive(platform: Platform, users: SeededUser[]): Promise<{ run: Ru
 
 async function main(): Promise<void> {
   const env = { ...process.env };
+  const dataDir = env.WALLET_DATA_DIR ?? '.data/bench';
+  // permissive fraud rules, as in the HTTP benchmark, unless FRAUD_RULES_FILE names others
+  env.FRAUD_RULES_FILE ??= writeBenchFraudRules(dataDir);
   const config = loadConfig(env, {
-    ...(env.WALLET_DATA_DIR ? {} : { dataDir: '.data/bench' }),
+    ...(env.WALLET_DATA_DIR ? {} : { dataDir }),
     ...(env.EMBEDDED_PG_PORT ? {} : { embeddedPgPort: 15434 }),
     ...(env.LOG_LEVEL ? {} : { logLevel: 'warn' }),
   });

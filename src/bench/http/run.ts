@@ -28,6 +28,7 @@ import { seedUsers, type SeededUser } from '../../cli/seed.js';
 import { reconcile } from '../../ledger/reconcile.js';
 import { forkGenerator, startApiProcess, type ApiProcess } from './processes.js';
 import { runPgbench, withDatabase, type PgbenchResult } from './pgbench.js';
+import { BENCH_FRAUD_RULES, writeBenchFraudRules } from '../fraud-rules.js';
 import { cpuSecondsOf, describeMachine, machineCpuSeconds, postmasterPid } from './system.js';
 import { Histogram, summarize } from './histogram.js';
 import { accumulate, addOutcomes, classify, emptyAccumulator, figures, toMarkdown, toSvg, type HttpBenchReport, type OpAccumulator, type OpFigures, type SecondFigures } from './report.js';
@@ -108,16 +109,6 @@ export const DEFAULT_OPTIONS: Omit<HttpBenchOptions, 'command' | 'env' | 'log'> 
 const BACKGROUND_ROLES = 'relay,notify,workers,maintenance';
 const CURRENCY = 'USD';
 const OPENING_BALANCE_MINOR = 10_000_000n;
-
-/** rules that let a benchmark's synthetic velocity through; the scoring itself still runs on every request */
-const BENCH_FRAUD_RULES = {
-  version: 'bench-permissive',
-  thresholds: {},
-  model: { review: 1, decline: 1 },
-  allow: { users: [] },
-  deny: { users: [], counterparties: [], countries: [] },
-  policy: { budgetMs: 1000, onFailure: { approveBelowMinor: 100_000_000, above: 'review' } },
-};
 
 export function phasesOf(o: Pick<HttpBenchOptions, 'scenario' | 'seconds' | 'warmupSeconds' | 'rate' | 'spikeSeconds' | 'spikeFactor'>): Phase[] {
   const phases: Phase[] = [];
@@ -207,9 +198,7 @@ export async function runHttpBench(o: HttpBenchOptions): Promise<HttpBenchReport
     const roles: string[] = o.url ? [] : Array.from({ length: o.processes }, (_, i) => (i === 0 && o.background === 'first' ? `api,fraud,${BACKGROUND_ROLES}` : 'api'));
     if (!o.url && o.background === 'separate') roles.unshift(BACKGROUND_ROLES);
     if (!o.url) {
-      const rulesFile = join(config.dataDir, 'bench-fraud-rules.json');
-      mkdirSync(config.dataDir, { recursive: true });
-      writeFileSync(rulesFile, JSON.stringify(BENCH_FRAUD_RULES, null, 2));
+      const rulesFile = writeBenchFraudRules(config.dataDir);
       // the printed URL must be where the process listens: no PUBLIC_BASE_URL of the caller's
       const childEnv: Record<string, string | undefined> = { DATABASE_URL: database.url, LOG_LEVEL: config.logLevel, WALLET_DATA_DIR: config.dataDir, PUBLIC_BASE_URL: undefined, ...(env.FRAUD_RULES_FILE ? {} : { FRAUD_RULES_FILE: rulesFile }) };
       o.log(`starting ${roles.length} platform process(es): ${roles.map((r) => `[${r}]`).join(' ')}`);
