@@ -98,12 +98,12 @@ describe('history partition lifecycle (maintenance role)', () => {
     }
     expect(await isArchived(sql, partitionName(month(t0, 1)))).toBe(true);
     expect((await historyIds(alice, ...range)).sort()).toEqual(inT1.map((r) => r.id).sort());
-    // every archived partition carries the completed-history index (adopted on attach, not rebuilt)
+    // every archived partition carries the covering key (adopted on attach, not rebuilt)
     const [idx] = await sql<{ missing: number }[]>`
       select count(*)::int as missing from pg_inherits p
       where p.inhparent = 'archive.transactions'::regclass
         and not exists (select 1 from pg_inherits i join pg_class x on x.oid = i.inhrelid join pg_index ix on ix.indexrelid = x.oid
-                        where i.inhparent = 'archive.transactions_completed'::regclass and ix.indrelid = p.inhrelid)`;
+                        where i.inhparent = 'archive.transactions_pkey'::regclass and ix.indrelid = p.inhrelid)`;
     expect(idx!.missing).toBe(0);
   });
 

@@ -17,7 +17,7 @@ const HistoryQuerySchema = Type.Object(
     fields: Type.Optional(Type.String({ pattern: `^(${HISTORY_FIELDS.join('|')})(,(${HISTORY_FIELDS.join('|')}))*$`, description: `comma-separated subset of ${HISTORY_FIELDS.join(', ')}` })),
     currency: Type.Optional(Currency),
     type: Type.Optional(Type.Union([Type.Literal('transfer'), Type.Literal('topup'), Type.Literal('payment'), Type.Literal('refund')])),
-    status: Type.Optional(Type.Union([Type.Literal('completed'), Type.Literal('pending'), Type.Literal('voided')], { description: 'completed: the statement view (served by the index transactions_completed)' })),
+    status: Type.Optional(Type.Union([Type.Literal('completed'), Type.Literal('pending'), Type.Literal('voided')], { description: 'completed: the statement view' })),
     from: Type.Optional(DateOrTime),
     to: Type.Optional(DateOrTime),
   },

@@ -1,9 +1,9 @@
 /**
  * A user's history, newest first, from the monthly-partitioned transactions table.
- * Indexes: the primary key (user_id, created_at, id), scanned backward, serves every page;
- * pages of completed items only (status=completed) read transactions_completed alone (partial,
- * covering: an index-only scan). Keyset cursors continue after (created_at, id) without
- * counting skipped rows.
+ * One index: the primary key (user_id, created_at, id), which includes every column a page
+ * returns (012_history_one_index.sql), scanned backward, serves every page as an index-only scan;
+ * pages of completed items only (status=completed) check the included status. Keyset cursors
+ * continue after (created_at, id) without counting skipped rows.
  *
  * Months older than the hot period live in archive.transactions (src/db/partitions.ts). A page
  * is read from the hot partitions first; only a page they cannot fill, whose range reaches back
@@ -97,8 +97,9 @@ function historySource(sql: Queryable, withArchive: boolean) {
 }
 
 /**
- * The status filter as a literal, not a parameter: a partial index (where status = 'completed')
- * serves only a plan that can prove the predicate, and a generic plan of `status = $1` cannot.
+ * The status filter as a literal, from a closed set (it was written for the partial index that
+ * 012_history_one_index.sql replaced, whose plans had to prove its predicate; kept: one plan per
+ * status, and nothing else is accepted).
  */
 function statusFilter(sql: Queryable, status: HistoryRow['status'] | undefined) {
   switch (status) {
