@@ -155,6 +155,7 @@ describe('batching engine', () => {
       await small.close();
     }
   });
+
   it('looks idempotency keys up by primary key even with a plan made while the table was empty', async () => {
     // A session of its own, like a long-lived pool connection: generic plans from the first run,
     // and an empty idempotency_keys (a temporary copy shadows the real table in this session only).
