@@ -317,6 +317,10 @@ describe('shard moves', () => {
     const shard = shardOf(kim.id);
     const from = clusterOf(kim).name;
     const to = from === 'us-east' ? 'us-west' : 'us-east';
+    // what the move carries: every balance on the shard, kim's and any an earlier test left there
+    const [onShard] = await clusterOf(kim).sql<{ usd: bigint }[]>`
+      select coalesce(sum(credits_posted - debits_posted), 0)::bigint as usd from accounts where kind = 'user' and shard = ${shard} and currency = 'USD'`;
+    expect(onShard!.usd).toBeGreaterThanOrEqual(1_500n);
     const dir = mkdtempSync(join(tmpdir(), 'wallet-shards-'));
     try {
       const topology = join(dir, 'topology.json');
@@ -329,7 +333,7 @@ describe('shard moves', () => {
       expect(moved.stderr).toBe('');
       expect(moved.code).toBe(0);
       expect(moved.stdout).toContain(`shard ${shard} moved ${from} → ${to}`);
-      expect(moved.stdout).toContain('(1500 USD)');
+      expect(moved.stdout).toContain(`(${onShard!.usd} USD)`);
       const listed = await wallet(['shards', 'list'], env);
       expect(listed.code).toBe(0);
       expect(listed.stdout).toContain(`  ${shard} → ${to} (version `);
