@@ -17,6 +17,7 @@ import type { Platform } from './platform.js';
 import { ProblemError, problem, type Problem } from './http/problem.js';
 import { EngineUnavailable } from './ledger/engine.js';
 import { fencedShardOf } from './db/shard-map.js';
+import { isConnectionLoss } from './db/index.js';
 import { ProblemSchema } from './http/schemas.js';
 import { authRoutes } from './auth/routes.js';
 import { userRoutes } from './users/routes.js';
@@ -186,7 +187,7 @@ function toProblem(err: FastifyError, req: FastifyRequest, platform: Platform): 
 const UNAVAILABLE_SQLSTATES = new Set(['57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006', '25006', '53300']);
 
 export function isDatabaseUnavailable(err: unknown): boolean {
+  if (isConnectionLoss(err)) return true;
   const code = (err as { code?: unknown })?.code;
-  if (typeof code !== 'string') return false;
-  return UNAVAILABLE_SQLSTATES.has(code) || code.startsWith('CONNECT') || code === 'CONNECTION_CLOSED' || code === 'CONNECTION_ENDED' || code === 'CONNECTION_DESTROYED' || code === 'ECONNREFUSED' || code === 'ECONNRESET' || code === 'ETIMEDOUT' || code === 'DB_DEADLINE';
+  return typeof code === 'string' && (UNAVAILABLE_SQLSTATES.has(code) || code === 'DB_DEADLINE');
 }

@@ -90,6 +90,19 @@ export function unlessStuck<T>(cluster: Pick<Cluster, 'name' | 'recyclePrimary'>
   return Promise.race([work, late]).finally(() => clearTimeout(timer));
 }
 
+/**
+ * An error that says the connection to PostgreSQL is gone or never came (postgres.js's
+ * CONNECT_TIMEOUT, CONNECTION_CLOSED / _ENDED / _DESTROYED; the socket's own errors, EPIPE
+ * included: a write to a server that was killed). What was sent may or may not have committed;
+ * money requests are retried under their idempotency keys, which makes either safe.
+ */
+export function isConnectionLoss(err: unknown): boolean {
+  const e = err as { code?: unknown; errno?: unknown } | undefined;
+  const code = typeof e?.code === 'string' ? e.code : typeof e?.errno === 'string' ? e.errno : undefined;
+  return code !== undefined && (code.startsWith('CONNECT') || SOCKET_LOSS.has(code));
+}
+const SOCKET_LOSS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT']);
+
 /** an error that says a primary pool's connection is on a read-only server */
 export function onReadOnlyServer(err: unknown): boolean {
   return (err as { code?: unknown })?.code === '25006';

@@ -12,7 +12,7 @@
  * alone once, so one bad command cannot take its neighbours down with it.
  */
 import { createHash } from 'node:crypto';
-import { DatabaseStuck, onReadOnlyServer, unlessStuck, type Cluster, type Db, type Queryable, type Sql } from '../db/index.js';
+import { DatabaseStuck, isConnectionLoss, onReadOnlyServer, unlessStuck, type Cluster, type Db, type Queryable, type Sql } from '../db/index.js';
 import { problem } from '../http/problem.js';
 import { stringifyJson } from '../shared/json.js';
 import type { AccountState, Answer, Applied, BatchView, Command, CommandResult, HistoryRow, Op, OutboxEvent, PaymentState, PendingTransferState, TopupRow, WalletSnapshot } from './types.js';
@@ -145,8 +145,8 @@ export function createLedgerEngine(db: Db, opts: EngineOptions, metrics?: Engine
 const TRANSIENT_SQLSTATES = new Set(['40001', '40P01', '55P03', '57P01', '57P02', '57P03', '08000', '08003', '08006', '23505', '25006']);
 
 function isTransient(err: unknown): boolean {
-  const e = err as { code?: string; errno?: string };
-  return (e.code !== undefined && (TRANSIENT_SQLSTATES.has(e.code) || e.code.startsWith('CONNECT') || e.code === 'ECONNRESET' || e.code === 'ECONNREFUSED')) || e.errno === 'ECONNRESET';
+  const code = (err as { code?: unknown }).code;
+  return (typeof code === 'string' && TRANSIENT_SQLSTATES.has(code)) || isConnectionLoss(err);
 }
 
 class ClusterQueue {
