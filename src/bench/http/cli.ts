@@ -108,6 +108,9 @@ export function summary(r: HttpBenchReport): string {
   }
   const c = r.cpu;
   out.push(`CPU over ${n(c.windowSeconds, 1)} s: generator ${n(c.generatorCores, 2)}, platform ${n(c.apiCores, 2)}, PostgreSQL ${n(c.postgresCores, 2)}, other ${n(c.otherCores, 2)}, machine ${n(c.machineCores, 2)} of ${r.machine.cores} cores (generator share ${c.generatorShareOfMachine === undefined ? '–' : `${n(c.generatorShareOfMachine * 100)} %`})`);
+  const b = r.limits.ledgerBatches;
+  out.push(`limit: ${r.limits.verdict}`);
+  if (r.limits.eventLoops.length || b) out.push(`  ${[...r.limits.eventLoops.map((e) => `event loop ${e.pid}: on a core ${n(e.onCore * 100)} %, waiting for one ${n(e.waitingForCore * 100)} %`), ...(b ? [`ledger batches: ${n(b.count)}, mean ${n(b.meanSize, 1)} commands, ${n(b.meanMs, 1)} ms close → commit`] : [])].join('; ')}`);
   out.push(r.pgbench.available ? `pgbench TPC-B: ${n(r.pgbench.tps)} tps (${r.pgbench.clients} clients); transfers/s ÷ tps = ${n(r.ratioToPgbench, 2)}` : `pgbench: NO FIGURE — ${r.pgbench.reason}`);
   const k = r.correctness;
   out.push(`correctness: transfers acknowledged ${n(k.transfers.acknowledged)} / in database ${n(k.transfers.inDatabase)}${k.transfers.unknown ? ` (${n(k.transfers.unknown)} unknown)` : ''}; authorizations ${n(k.authorizations.acknowledged)} / ${n(k.authorizations.inDatabase)}; captures ${n(k.captures.acknowledged)} / ${n(k.captures.inDatabase)}; reconcile ${k.reconcile.ok ? 'OK' : `${k.reconcile.findings.length} findings`} → ${k.ok ? 'OK' : 'FAILED'}`);

@@ -90,6 +90,16 @@ describe('wallet bench (HTTP): a short spike run end to end', () => {
       expect(report.pgbench.reason).toMatch(/pgbench/);
     }
     expect(report.cpu.generatorCores).toBeGreaterThan(0);
+    // what limited the run: the API process's event loop was watched, the ledger's batches counted
+    if (process.platform === 'linux') {
+      expect(report.limits.eventLoops).toHaveLength(1);
+      const loop = report.limits.eventLoops[0]!;
+      expect(loop.onCore).toBeGreaterThan(0);
+      expect(loop.onCore + loop.waitingForCore).toBeLessThanOrEqual(1.05);
+    }
+    expect(report.limits.ledgerBatches!.count).toBeGreaterThan(0);
+    expect(report.limits.ledgerBatches!.meanSize).toBeGreaterThanOrEqual(1);
+    expect(report.limits.verdict.length).toBeGreaterThan(0);
     expect(report.targets.map((t) => t.name)).toContain('transfer latency p99');
 
     // the files
@@ -99,6 +109,7 @@ describe('wallet bench (HTTP): a short spike run end to end', () => {
     const md = readFileSync(report.files!.markdown, 'utf8');
     expect(md).toContain('## Correctness after the load');
     expect(md).toContain('Machine: ');
+    expect(md).toContain('## What limited this run');
     const svg = readFileSync(report.files!.svg, 'utf8');
     expect(svg.startsWith('<svg')).toBe(true);
     expect(svg).toContain('transfer p99');

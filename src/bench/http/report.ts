@@ -111,6 +111,14 @@ export interface HttpBenchReport {
   total: { seconds: number; ops: Partial<Record<Op, OpFigures>> };
   series: SecondFigures[];
   cpu: { windowSeconds: number; generatorCores: number; apiCores?: number; postgresCores?: number; otherCores?: number; machineCores?: number; generatorShareOfMachine?: number };
+  /** what limited the run (src/bench/http/limits.ts) */
+  limits: {
+    /** each API process's main thread over the measured window: shares of the window on a core and runnable, waiting for one (Linux; empty elsewhere or with --url) */
+    eventLoops: { pid: number; onCore: number; waitingForCore: number }[];
+    /** ledger batches committed in the window, all API processes together */
+    ledgerBatches?: { count: number; meanSize: number; meanMs: number };
+    verdict: string;
+  };
   pgbench: PgbenchResult;
   /** P2P transfers per second (2xx, measured phases) / pgbench TPC-B tps */
   ratioToPgbench?: number;
@@ -172,6 +180,11 @@ export function toMarkdown(r: HttpBenchReport): string {
   lines.push('## Deferred work (first API process, sampled each second; maxima)', '', '| phase | ledger queue | outbox not yet relayed | jobs queued |', '|---|---|---|---|', ...queues, '');
   const c = r.cpu;
   lines.push('## CPU (measured window)', '', `${n(c.windowSeconds, 1)} s: generator ${n(c.generatorCores, 2)} cores, platform processes (API and background roles) ${n(c.apiCores, 2)}, PostgreSQL ${n(c.postgresCores, 2)}, everything else on the machine ${n(c.otherCores, 2)}, whole machine ${n(c.machineCores, 2)} of ${r.machine.cores}; the generator's share of the machine's busy CPU: ${c.generatorShareOfMachine === undefined ? '–' : `${n(c.generatorShareOfMachine * 100)} %`}.`, '');
+  const lim = r.limits;
+  lines.push('## What limited this run', '', `**${lim.verdict}**`, '');
+  for (const e of lim.eventLoops) lines.push(`- API process ${e.pid}, event loop (main thread): on a core ${n(e.onCore * 100)} % of the window, waiting for a core ${n(e.waitingForCore * 100)} %.`);
+  if (lim.ledgerBatches) lines.push(`- Ledger batches: ${n(lim.ledgerBatches.count)} committed, mean size ${n(lim.ledgerBatches.meanSize, 1)} commands, mean close → commit ${n(lim.ledgerBatches.meanMs, 1)} ms.`);
+  lines.push('');
   lines.push('## pgbench TPC-B on the same PostgreSQL', '');
   if (r.pgbench.available) {
     lines.push(`${r.pgbench.version}: scale ${r.pgbench.scale}, ${r.pgbench.clients} clients, ${r.pgbench.threads} threads, ${r.pgbench.seconds} s → **${n(r.pgbench.tps)} tps** (latency average ${n(r.pgbench.latencyAvgMs, 2)} ms).`);

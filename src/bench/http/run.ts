@@ -29,7 +29,8 @@ import { reconcile } from '../../ledger/reconcile.js';
 import { forkGenerator, startApiProcess, type ApiProcess } from './processes.js';
 import { runPgbench, withDatabase, type PgbenchResult } from './pgbench.js';
 import { BENCH_FRAUD_RULES, writeBenchFraudRules } from '../fraud-rules.js';
-import { cpuSecondsOf, describeMachine, machineCpuSeconds, postmasterPid } from './system.js';
+import { cpuSecondsOf, describeMachine, machineCpuSeconds, postmasterPid, threadSchedSeconds } from './system.js';
+import { batchesBetween, scrapeLedgerBatches, verdictOf, type LedgerBatchCounters } from './limits.js';
 import { Histogram, summarize } from './histogram.js';
 import { accumulate, addOutcomes, classify, emptyAccumulator, figures, toMarkdown, toSvg, type HttpBenchReport, type OpAccumulator, type OpFigures, type SecondFigures } from './report.js';
 import { OPS, type BenchUser, type GeneratorPlan, type GeneratorResult, type Mix, type Op, type Outcomes, type Phase, type PhaseEvent, type Snapshot } from './types.js';
@@ -223,6 +224,7 @@ export async function runHttpBench(o: HttpBenchOptions): Promise<HttpBenchReport
       postmaster: postmasterPid(dataDirectory),
       // the queues live where the background roles run; without an HTTP port there, the first API process's
       metricsUrl: `${urls[0]}/metrics`,
+      apiMetricsUrls: urls.map((u) => `${u}/metrics`),
     });
 
     // 6. correctness
@@ -309,6 +311,7 @@ export async function runHttpBench(o: HttpBenchOptions): Promise<HttpBenchReport
       total,
       series: load.series,
       cpu: load.cpu,
+      limits: load.limits,
       pgbench,
       ratioToPgbench: ratio,
       correctness,
@@ -377,6 +380,7 @@ interface LoadResult {
   lost: Record<Op, number>;
   series: SecondFigures[];
   cpu: HttpBenchReport['cpu'];
+  limits: HttpBenchReport['limits'];
   crossShardSent: number;
 }
 
@@ -389,13 +393,17 @@ async function drive(
   merchants: BenchUser[],
   runTag: string,
   children: ChildProcess[],
-  watch: { api: number[]; postmaster?: number; metricsUrl: string },
+  watch: { api: number[]; postmaster?: number; metricsUrl: string; apiMetricsUrls: string[] },
 ): Promise<LoadResult> {
   const totalSeconds = phases.reduce((a, p) => a + p.seconds, 0);
   const bar = o.progress ? new cliProgress.SingleBar({ format: 'load [{bar}] {value}/{total} s | {phase} | transfers {rate}/s, p99 {p99} ms | other errors {errors}', hideCursor: true, stream: process.stderr }, cliProgress.Presets.shades_classic) : undefined;
   const seconds = new Map<number, { phase: string; ops: Partial<Record<Op, { outcomes: Outcomes; hist: Histogram }>>; backlog: number; generatorCores: number; reported: number }>();
   const results: GeneratorResult[] = [];
-  const cpuSample = () => ({ at: performance.now(), generator: cpuSecondsOf(children.map((c) => c.pid!).filter(Boolean)), api: watch.api.length ? cpuSecondsOf(watch.api) : undefined, postgres: watch.postmaster ? cpuSecondsOf([watch.postmaster], true) : undefined, machine: machineCpuSeconds() });
+  const cpuSample = () => ({ at: performance.now(), generator: cpuSecondsOf(children.map((c) => c.pid!).filter(Boolean)), api: watch.api.length ? cpuSecondsOf(watch.api) : undefined, postgres: watch.postmaster ? cpuSecondsOf([watch.postmaster], true) : undefined, machine: machineCpuSeconds(), loops: watch.api.map((pid) => threadSchedSeconds(pid)) });
+  // the ledger's batch counters of every API process at the window's ends
+  const batchCounters = () => Promise.all(watch.apiMetricsUrls.map(scrapeLedgerBatches));
+  let batchesAtStart: Promise<(LedgerBatchCounters | undefined)[]> | undefined;
+  let batchesAtEnd: Promise<(LedgerBatchCounters | undefined)[]> | undefined;
   let windowStart: ReturnType<typeof cpuSample> | undefined;
   let windowEnd: ReturnType<typeof cpuSample> | undefined;
   const perSecondCpu = new Map<number, { api?: number; postgres?: number; machine?: number }>();
@@ -429,8 +437,14 @@ async function drive(
         child.on('message', (msg: Snapshot | GeneratorResult | PhaseEvent) => {
           if (msg.type === 'phase') {
             if (msg.generator !== 0) return;
-            if (msg.event === 'start' && msg.measured && !windowStart) windowStart = cpuSample();
-            if (msg.event === 'end' && msg.measured) windowEnd = cpuSample();
+            if (msg.event === 'start' && msg.measured && !windowStart) {
+              windowStart = cpuSample();
+              batchesAtStart = batchCounters();
+            }
+            if (msg.event === 'end' && msg.measured) {
+              windowEnd = cpuSample();
+              batchesAtEnd = batchCounters();
+            }
           } else if (msg.type === 'second') {
             onSecond(msg);
           } else {
@@ -487,6 +501,7 @@ async function drive(
     bar?.stop();
   }
   windowEnd ??= cpuSample();
+  batchesAtEnd ??= batchCounters();
 
   const phaseAcc: LoadResult['phases'] = {};
   const all = Object.fromEntries(OPS.map((op) => [op, {}])) as Record<Op, Outcomes>;
@@ -539,6 +554,14 @@ async function drive(
   const cores = (a?: number, b?: number) => (a !== undefined && b !== undefined && windowSeconds > 0 ? round2((a - b) / windowSeconds) : undefined);
   const generatorCores = round2(results.reduce((a, r) => a + r.cpuSeconds, 0) / Math.max(1e-9, Math.max(...results.map((r) => r.wallSeconds)))) ?? 0;
   const machineCores = ws.machine && windowEnd.machine ? cores(windowEnd.machine.busy, ws.machine.busy) : undefined;
+  const we = windowEnd;
+  const eventLoops = watch.api.flatMap((pid, i) => {
+    const a = ws.loops[i];
+    const b = we.loops[i];
+    return a && b && windowSeconds > 0 ? [{ pid, onCore: round2((b.onCore - a.onCore) / windowSeconds)!, waitingForCore: round2((b.waitingForCore - a.waitingForCore) / windowSeconds)! }] : [];
+  });
+  const ledgerBatches = batchesBetween((await batchesAtStart) ?? [], await batchesAtEnd);
+  const cpuCount = describeMachine().cores;
   return {
     phases: phaseAcc,
     all,
@@ -551,6 +574,7 @@ async function drive(
       const otherCores = machineCores !== undefined && apiCores !== undefined && postgresCores !== undefined ? round2(Math.max(0, machineCores - generatorCores - apiCores - postgresCores)) : undefined;
       return { windowSeconds: round2(windowSeconds) ?? 0, generatorCores, apiCores, postgresCores, otherCores, machineCores, generatorShareOfMachine: machineCores ? round2(generatorCores / machineCores) : undefined };
     })(),
+    limits: { eventLoops, ledgerBatches, verdict: verdictOf({ eventLoops, machineCores, cores: cpuCount, openLoop: phases.some((p) => p.measured && p.rate > 0), connections: o.connections }) },
     crossShardSent: transfersSent ? crossWeighted / transfersSent : 0,
   };
 }

@@ -67,3 +67,18 @@ export function postmasterPid(dataDirectory: string | undefined): number | undef
     return undefined;
   }
 }
+
+/**
+ * A thread's time on a core and time runnable but waiting for one, in seconds since it started,
+ * from /proc/<pid>/task/<tid>/schedstat (nanoseconds; Linux with scheduler statistics). For a
+ * Node process the main thread (tid = pid) is the event loop: on a core plus waiting for one
+ * near 100 % of a window means the loop, one thread, is what limits the process.
+ */
+export function threadSchedSeconds(pid: number, tid = pid): { onCore: number; waitingForCore: number } | undefined {
+  try {
+    const [run, wait] = readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').trim().split(/\s+/).map(Number);
+    return run === undefined || wait === undefined || !Number.isFinite(run) || !Number.isFinite(wait) ? undefined : { onCore: run / 1e9, waitingForCore: wait / 1e9 };
+  } catch {
+    return undefined;
+  }
+}
