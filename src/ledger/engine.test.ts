@@ -6,6 +6,7 @@ import { createLedgerEngine, EngineUnavailable, findIdempotencyRecords } from '.
 import { createWalletDirectory } from './wallet-directory.js';
 import type { Command } from './types.js';
 import { newId } from '../shared/ids.js';
+import { stringifyJson } from '../shared/json.js';
 
 let t: TestPlatform;
 beforeAll(async () => {
@@ -154,6 +155,47 @@ describe('batching engine', () => {
     } finally {
       await small.close();
     }
+  });
+
+  it('stores each answer and event document byte for byte, quotes, backslashes and escapes included, and replays the answer verbatim', async () => {
+    const [a, b] = [await signUp(t.app), await signUp(t.app)];
+    await fund(t.app, a, 1_000);
+    const [wa, wb] = [await walletOf(a), await walletOf(b)];
+    const engine = createLedgerEngine(t.platform.db, { batchMaxSize: 100, batchWindowMs: 20, queueMax: 100, concurrentBatches: 1, retries: 0 });
+    const notes = ['say "hi"', 'C:\\dir\\', 'tab\tnewline\n', 'lone \ud800 surrogate', 'nul \u0000 char', 'emoji 💸 and ünïcode', '{"not":"an object"}', '[1,2]', ''];
+    const command = (note: string, i: number): Command => {
+      const id = newId('txn', 0);
+      return {
+        ...p2p(wa, wb, 1n),
+        idempotency: { userId: a.id, key: `doc-${i}`, requestHash: `h${i}` },
+        apply: () => ({
+          ops: [
+            { t: 'transfer', id, debit: wa, credit: wb, amount: 1n, currency: 'USD', pending: false, kind: 'p2p', refId: id },
+            { t: 'outbox', event: { eventId: `evt_doc_${id}`, topic: 'transaction-events', partitionKey: a.id, shard: 0, type: 'test.doc', payload: { id, note, nested: { note, list: [note, 1n, null] } } } },
+          ],
+          answer: { status: 201, body: { id, note } },
+        }),
+      };
+    };
+    // one batch: every document goes through the same statement
+    const results = await Promise.all(notes.map((n, i) => engine.submit(command(n, i))));
+    const sql = t.platform.db.clusters[0]!.sql;
+    const stored = await sql<{ key: string; response: string }[]>`select key, response from idempotency_keys where user_id = ${a.id} and key like 'doc-%'`;
+    const events = await sql<{ event_id: string; payload: string }[]>`select event_id, payload::text as payload from outbox where event_id = any(${results.map((r) => `evt_doc_${(r.body as { id: string }).id}`)})`;
+    const replays = await Promise.all(notes.map((n, i) => engine.submit(command(n, i))));
+    await engine.stop();
+    expect(results.every((r) => r.status === 201)).toBe(true);
+    results.forEach((r, i) => {
+      expect(JSON.parse(r.json).note).toBe(notes[i]);
+      expect(stored.find((s) => s.key === `doc-${i}`)?.response).toBe(r.json);
+      expect(replays[i]).toMatchObject({ replayed: true, json: r.json });
+    });
+    expect(events).toHaveLength(notes.length);
+    results.forEach((r, i) => {
+      const id = (r.body as { id: string }).id;
+      const note = notes[i]!;
+      expect(events.find((e) => e.event_id === `evt_doc_${id}`)?.payload).toBe(stringifyJson({ id, note, nested: { note, list: [note, 1n, null] } }));
+    });
   });
 
   it('looks idempotency keys up by primary key even with a plan made while the table was empty', async () => {
