@@ -121,13 +121,17 @@ export function createPaymentService(p: Platform, wallets: WalletDirectory, meth
     return raced;
   };
 
-  /** A payment row for commands that lock it: it must exist and be the merchant's (else 404). */
-  const loadForMerchant = async (me: Principal, id: string): Promise<PaymentState> => {
+  /**
+   * A payment row for commands that lock it: it must exist and be the merchant's (else 404).
+   * With it, whether a fraud review holds it (a review has its payment's id): one round trip.
+   */
+  const loadForMerchant = async (me: Principal, id: string): Promise<PaymentState & { underReview: boolean }> => {
     const parsed = parseId(id, 'pay');
     if (!parsed) throw new ProblemError('not_found', 'No such payment.');
-    const [row] = await p.db.forShard(parsed.shard).sql`select * from payments where id = ${id}`;
+    const [row] = await p.db.forShard(parsed.shard).sql`
+      select p.*, exists (select 1 from fraud_reviews f where f.id = p.id and f.status = 'pending') as under_review from payments p where p.id = ${id}`;
     if (!row || row.merchant_id !== me.userId) throw new ProblemError('not_found', 'No such payment.');
-    return paymentFromRow(row);
+    return { ...paymentFromRow(row), underReview: row.under_review as boolean };
   };
 
   /** Best-effort network follow-up after the ledger has committed (see the file comment). */
@@ -316,8 +320,7 @@ export function createPaymentService(p: Platform, wallets: WalletDirectory, meth
     /** Posts `amountMinor` (default: all) of the hold and releases the rest. */
     async capture(me: Principal, id: string, amountMinor: bigint | undefined, idem: Idem): Promise<CommandResult> {
       const pay = await loadForMerchant(me, id);
-      const [underReview] = await clusterOf(id).sql`select 1 from fraud_reviews where id = ${id} and status = 'pending'`;
-      if (underReview) return asResult(refusal('conflict', 'The payment is under fraud review; it can be captured once approved.'));
+      if (pay.underReview) return asResult(refusal('conflict', 'The payment is under fraud review; it can be captured once approved.'));
       const debit = await payerAccount(pay);
       const result = await p.engine.submit({
         shard: shardOf(id),
