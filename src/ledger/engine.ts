@@ -384,8 +384,11 @@ export async function executeBatch(sql: Sql, cmds: Command[], mode: 'optimistic'
   }
   const { results, writes, state, historyUsers, applied: { locked, wallets } } = done;
   const historyVersions = new Map<string, { before: bigint; after: bigint }>();
+  // a Set: a full batch locks ~1,000 wallets of ~1,000 users, and includes() made that a
+  // million comparisons (4.4 ms a batch, 5 % of bench:ledger's Node time)
+  const changedHistory = new Set(historyUsers);
   for (const acc of locked) {
-    if (acc.user_id === null || !historyUsers.includes(acc.user_id)) continue;
+    if (acc.user_id === null || !changedHistory.has(acc.user_id)) continue;
     const v = historyVersions.get(acc.user_id) ?? { before: 0n, after: 0n };
     historyVersions.set(acc.user_id, { before: v.before + acc.version, after: v.after + acc.version + (state.deltas.has(acc.id) ? 1n : 0n) });
   }
