@@ -175,6 +175,18 @@ describe.each(stores)('velocity store (%s)', (_name, make) => {
     expect((await v.observe(req(uid('t'), 0, { kind: 'topup' }))).counterpartyDistinctSenders1h).toBe(0);
   });
 
+  it('keeps a fan-in sender for an hour from its latest payment, and drops it an hour after', async () => {
+    const v = make();
+    const target = uid('target');
+    const [a, b] = [uid('s'), uid('s')];
+    await v.observe(req(a, 0, { to: target }));
+    await v.observe(req(a, 30 * MIN, { to: target }));
+    // a's first payment left the hour, its second did not
+    expect((await v.observe(req(b, HOUR + MIN, { to: target }))).counterpartyDistinctSenders1h).toBe(2);
+    expect((await v.observe(req(b, HOUR + 30 * MIN, { to: target }))).counterpartyDistinctSenders1h).toBe(1);
+    expect((await v.observe(req(a, 3 * HOUR, { to: target }))).counterpartyDistinctSenders1h).toBe(1);
+  });
+
   it('bounds a user to maxEventsPerUser requests; counts and sums saturate consistently', async () => {
     const v = make({ maxEventsPerUser: 5 });
     const u = uid('cap');

@@ -353,6 +353,12 @@ interface UserState {
   counterparties: Map<string, number>;
 }
 
+/** a counterparty's distinct senders (sender → last time) and a lower bound of those times */
+interface FanIn {
+  senders: Map<string, number>;
+  oldest: number;
+}
+
 const byRank = (a: Timed, b: Timed) => a.t - b.t || (a.member < b.member ? -1 : a.member > b.member ? 1 : 0);
 
 function insertSorted<T extends Timed>(list: T[], item: T): void {
@@ -422,7 +428,7 @@ export function createMemoryVelocityStore(opts: MemoryVelocityOptions = {}): Vel
   const maxEntries = opts.maxEntries ?? MEMORY_VELOCITY_MAX_ENTRIES;
   const userSize = (s: UserState) => 1 + s.events.length + s.topups.length + s.completed.length + s.counterparties.size;
   const users = new BoundedLru<UserState>(maxEntries, userSize);
-  const fanIns = new BoundedLru<Map<string, number>>(maxEntries, (m) => 1 + m.size);
+  const fanIns = new BoundedLru<FanIn>(maxEntries, (f) => 1 + f.senders.size);
   const newUser = (): UserState => ({
     maxT: 0, events: [], eventMembers: new Set(), last: null, lastId: null, lastPrev: null,
     n: 0, mean: 0, m2: 0, topups: [], completed: [], completedMembers: new Set(), counterparties: new Map(),
@@ -445,14 +451,34 @@ export function createMemoryVelocityStore(opts: MemoryVelocityOptions = {}): Vel
 
   function recordFanIn(counterpartyId: string, sender: string, now: number): number {
     const key = counterpartyId;
-    const senders = fanIns.touch(key, () => new Map());
+    const f = fanIns.touch(key, () => ({ senders: new Map(), oldest: Infinity }));
+    const { senders } = f;
     const before = 1 + senders.size;
     const had = senders.get(sender);
-    if (had === undefined || now > had) senders.set(sender, now);
-    for (const [k, t] of senders) if (t <= now - HOUR_MS) senders.delete(k);
-    if (senders.size > limits.maxFanInSenders) {
+    if (had === undefined || now > had) {
+      senders.set(sender, now);
+      if (now < f.oldest) f.oldest = now;
+    }
+    // Scanned only when something may have left the hour: a popular recipient has up to
+    // maxFanInSenders (10,000) senders, and every payment to it scanned them all.
+    const bound = now - HOUR_MS;
+    if (f.oldest <= bound) {
+      let oldest = Infinity;
+      for (const [k, t] of senders) {
+        if (t <= bound) senders.delete(k);
+        else if (t < oldest) oldest = t;
+      }
+      f.oldest = oldest;
+    }
+    const excess = senders.size - limits.maxFanInSenders;
+    if (excess === 1) {
+      // the usual case at the bound: one new sender, the lowest-ranked one leaves (no sort)
+      let low: Timed | undefined;
+      for (const [member, t] of senders) if (!low || byRank({ t, member }, low) < 0) low = { t, member };
+      senders.delete(low!.member);
+    } else if (excess > 1) {
       const ranked = [...senders].map(([member, t]) => ({ member, t })).sort(byRank);
-      for (const e of ranked.slice(0, senders.size - limits.maxFanInSenders)) senders.delete(e.member);
+      for (const e of ranked.slice(0, excess)) senders.delete(e.member);
     }
     fanIns.resized(key, before, 1 + senders.size);
     return senders.size;
