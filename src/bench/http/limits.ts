@@ -56,6 +56,7 @@ export function batchesBetween(start: (LedgerBatchCounters | undefined)[], end: 
 const pct = (x: number) => `${Math.round(x * 100)} %`;
 
 /** one sentence: which resource was the ceiling of this run, with the figures that show it */
+/** machineCores: already rounded to two decimals by the caller */
 export function verdictOf(x: { eventLoops: HttpBenchReport['limits']['eventLoops']; machineCores?: number; cores: number; openLoop: boolean; connections: number }): string {
   const busiest = [...x.eventLoops].sort((a, b) => b.onCore + b.waitingForCore - (a.onCore + a.waitingForCore))[0];
   if (busiest && busiest.onCore + busiest.waitingForCore >= SATURATED) {
@@ -63,7 +64,7 @@ export function verdictOf(x: { eventLoops: HttpBenchReport['limits']['eventLoops
     return `the API event loop (process ${busiest.pid}): on a core ${pct(busiest.onCore)} of the window${waited}. One thread's work per request is the ceiling: less work per request, or more API processes where there are cores for them, moves it.`;
   }
   if (x.machineCores !== undefined && x.machineCores >= SATURATED * x.cores) {
-    return `the machine's CPU: ${x.machineCores.toFixed(2)} of ${x.cores} cores busy, no event loop saturated.`;
+    return `the machine's CPU: ${x.machineCores} of ${x.cores} cores busy, no event loop saturated.`;
   }
   if (x.openLoop) return 'not CPU: the offered rate (open loop); neither an event loop nor the machine was busy 90 % of the window.';
   return `not CPU: requests in flight ÷ latency (closed loop, ${x.connections} connections); neither an event loop nor the machine was busy 90 % of the window, so the answers waited on something else (the database's commits, locks, round trips).`;
