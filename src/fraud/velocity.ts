@@ -473,9 +473,15 @@ export function createMemoryVelocityStore(opts: MemoryVelocityOptions = {}): Vel
     const excess = senders.size - limits.maxFanInSenders;
     if (excess === 1) {
       // the usual case at the bound: one new sender, the lowest-ranked one leaves (no sort)
-      let low: Timed | undefined;
-      for (const [member, t] of senders) if (!low || byRank({ t, member }, low) < 0) low = { t, member };
-      senders.delete(low!.member);
+      let lowT = Infinity;
+      let lowMember = '';
+      for (const [member, t] of senders) {
+        if (t < lowT || (t === lowT && member < lowMember)) {
+          lowT = t;
+          lowMember = member;
+        }
+      }
+      senders.delete(lowMember);
     } else if (excess > 1) {
       const ranked = [...senders].map(([member, t]) => ({ member, t })).sort(byRank);
       for (const e of ranked.slice(0, excess)) senders.delete(e.member);

@@ -55,8 +55,7 @@ export function batchesBetween(start: (LedgerBatchCounters | undefined)[], end: 
 
 const pct = (x: number) => `${Math.round(x * 100)} %`;
 
-/** one sentence: which resource was the ceiling of this run, with the figures that show it */
-/** machineCores: already rounded to two decimals by the caller */
+/** one sentence: which resource was the ceiling of this run, with the figures that show it (machineCores as the report rounds it) */
 export function verdictOf(x: { eventLoops: HttpBenchReport['limits']['eventLoops']; machineCores?: number; cores: number; openLoop: boolean; connections: number }): string {
   const busiest = [...x.eventLoops].sort((a, b) => b.onCore + b.waitingForCore - (a.onCore + a.waitingForCore))[0];
   if (busiest && busiest.onCore + busiest.waitingForCore >= SATURATED) {
