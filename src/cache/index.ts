@@ -149,7 +149,9 @@ export function createCache(config: CacheConfig, metrics?: CacheMetrics): Cache 
           }
         }
         const value = deepFreeze(await load());
-        if (epochOf(key) === epoch && (config.cacheL1MaxBytes > 0 || l2)) {
+        // nothing found is not cached: it has no text (encode(undefined) is undefined), and the
+        // thing may exist a moment later
+        if (value !== undefined && epochOf(key) === epoch && (config.cacheL1MaxBytes > 0 || l2)) {
           const text = encode(value);
           l1.set(key, { text, value }, l1TtlFor(kind));
           reportBytes();

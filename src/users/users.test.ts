@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestPlatform, signUp, uniqueEmail, type TestPlatform } from '../test-support/platform.js';
+import { newId } from '../shared/ids.js';
 
 let t: TestPlatform;
 beforeAll(async () => {
@@ -50,5 +51,15 @@ describe('users', () => {
     const patched = await t.app.inject({ method: 'PATCH', url: '/v1/me', headers: u.auth, payload: { name: 'Renamed', region: 'eu-west' } });
     expect(patched.statusCode).toBe(200);
     expect(patched.json()).toMatchObject({ name: 'Renamed', region: 'eu-west' });
+  });
+
+  it('answers 401, not 500, to a valid token whose user does not exist, and again on the next request', async () => {
+    const ghost = newId('usr', 7);
+    const auth = { authorization: `Bearer ${t.platform.tokens.issue(ghost).accessToken}` };
+    for (let i = 0; i < 2; i++) {
+      const me = await t.app.inject({ method: 'GET', url: '/v1/me', headers: auth });
+      expect(me.statusCode).toBe(401);
+      expect(me.json()).toMatchObject({ code: 'unauthorized' });
+    }
   });
 });
