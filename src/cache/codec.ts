@@ -3,6 +3,8 @@
  * (money stays bigint; 2^53 is no limit). A bigint is written as the string "\u0000n<digits>",
  * a Date as "\u0000d<ISO time>"; decode turns them back.
  */
+import { quoteJson as quote } from '../shared/json.js';
+
 const BIG = '\u0000n';
 const DATE = '\u0000d';
 const BIG_JSON = JSON.stringify(BIG).slice(0, -1); // "\u0000n, without the closing quote
@@ -19,9 +21,6 @@ export function encode(value: unknown): string {
   return write(value) as string;
 }
 
-// a string with none of these is its own JSON between quotes (JSON.stringify escapes them)
-const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/;
-const quote = (s: string) => (NEEDS_ESCAPE.test(s) ? JSON.stringify(s) : `"${s}"`);
 
 /** the JSON of a value; undefined where JSON.stringify leaves the value out */
 function write(value: unknown): string | undefined {
