@@ -179,6 +179,10 @@ function toProblem(err: FastifyError, req: FastifyRequest, platform: Platform): 
     req.log.warn({ err: { code: (err as { code?: string }).code, message: err.message }, reqId: req.id }, 'database unavailable');
     return { status: 503, body: problem('unavailable', 'Your data is briefly unavailable; retry in a few seconds (with the same Idempotency-Key for money requests).'), headers: { 'retry-after': '2' } };
   }
+  if (isMissingPrincipal(err, req.principal?.userId)) {
+    // a valid token for a user the database does not hold (PATCH /me and GET /me answer the same)
+    return { status: 401, body: problem('unauthorized', 'The user of this token no longer exists.'), headers: { 'www-authenticate': 'Bearer' } };
+  }
   req.log.error({ err, reqId: req.id }, 'unhandled error');
   return { status: 500, body: problem('internal', `Something went wrong on our side. Quote request id ${req.id} when reporting it.`), headers: {} };
 }
@@ -190,4 +194,13 @@ export function isDatabaseUnavailable(err: unknown): boolean {
   if (isConnectionLoss(err)) return true;
   const code = (err as { code?: unknown })?.code;
   return typeof code === 'string' && (UNAVAILABLE_SQLSTATES.has(code) || code === 'DB_DEADLINE');
+}
+
+/**
+ * A foreign-key violation naming the caller's own user id as missing from users: a row of theirs
+ * (a wallet, a card, a webhook) was to be written for a user that does not exist.
+ */
+function isMissingPrincipal(err: unknown, userId: string | undefined): boolean {
+  const e = err as { code?: unknown; detail?: unknown };
+  return userId !== undefined && e.code === '23503' && typeof e.detail === 'string' && e.detail === `Key (user_id)=(${userId}) is not present in table "users".`;
 }

@@ -62,4 +62,17 @@ describe('users', () => {
       expect(me.json()).toMatchObject({ code: 'unauthorized' });
     }
   });
+
+  it('answers 401, not 500, when a missing user opens a wallet or adds a card, and writes nothing', async () => {
+    const ghost = newId('usr', 7);
+    const auth = { authorization: `Bearer ${t.platform.tokens.issue(ghost).accessToken}` };
+    const wallet = await t.app.inject({ method: 'POST', url: '/v1/wallets', headers: auth, payload: { currency: 'EUR' } });
+    const card = await t.app.inject({ method: 'POST', url: '/v1/payment-methods', headers: { ...auth, 'idempotency-key': 'ghost-card' }, payload: { type: 'card', number: '4242424242424242', expMonth: 12, expYear: 2030, cvc: '123' } });
+    for (const res of [wallet, card]) {
+      expect(res.statusCode).toBe(401);
+      expect(res.json()).toMatchObject({ code: 'unauthorized', detail: 'The user of this token no longer exists.' });
+    }
+    const sql = t.platform.db.forShard(7).sql;
+    expect(await sql`select 1 from accounts where user_id = ${ghost} union all select 1 from payment_methods where user_id = ${ghost}`).toHaveLength(0);
+  });
 });
