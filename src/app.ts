@@ -198,7 +198,10 @@ export function isDatabaseUnavailable(err: unknown): boolean {
 
 /**
  * A foreign-key violation naming the caller's own user id as missing from users: a row of theirs
- * (a wallet, a card, a webhook) was to be written for a user that does not exist.
+ * (a wallet, a card, a webhook) was to be written for a user that does not exist. Matched on the
+ * detail PostgreSQL writes with English messages (lc_messages C or en, the default): a server
+ * that translates them keeps answering 500 here. Only the caller's own id counts, so a missing
+ * counterparty can never pass for a bad token.
  */
 function isMissingPrincipal(err: unknown, userId: string | undefined): boolean {
   const e = err as { code?: unknown; detail?: unknown };
