@@ -60,10 +60,12 @@ const WINDOWS_MS = [MINUTE_MS, HOUR_MS, DAY_MS] as const;
 const WINDOW_TTL_MS = DAY_MS + MINUTE_MS;
 const FAN_IN_TTL_MS = HOUR_MS + MINUTE_MS;
 
+const MAX_SAFE_AMOUNT = BigInt(Number.MAX_SAFE_INTEGER);
+
 /** the request's identity in every set; the amount prefix lets the scripts sum without a lookup */
 function memberOf(req: FraudRequest): string {
   // velocity values are Numbers (and parsed from this member in Lua): they must be exact
-  if (req.amountMinor <= 0n || req.amountMinor > BigInt(Number.MAX_SAFE_INTEGER)) throw new RangeError(`fraud velocity: amount out of range: ${req.amountMinor}`);
+  if (req.amountMinor <= 0n || req.amountMinor > MAX_SAFE_AMOUNT) throw new RangeError(`fraud velocity: amount out of range: ${req.amountMinor}`);
   return `${req.amountMinor}|${req.requestId}`;
 }
 const isOutgoing = (req: FraudRequest) => req.kind !== 'topup' && req.counterpartyId !== undefined;
@@ -395,6 +397,7 @@ class BoundedLru<V> {
   /** after changing a value: account for its new size and evict the least recently used beyond the bound */
   resized(key: string, before: number, after: number): void {
     this.total += after - before;
+    if (this.total <= this.maxEntries) return;
     for (const [k, v] of this.map) {
       if (this.total <= this.maxEntries || k === key) break;
       this.map.delete(k);
