@@ -30,6 +30,21 @@ describe('the wallet directory', () => {
     expect(found).toEqual([...users.map((u) => byUser.get(u.id)), undefined]);
   });
 
+  it('keeps at most its bound of wallets, the least recently used leaving first, and looks a forgotten one up again', async () => {
+    const [a, b, c] = await Promise.all([signUp(t.app), signUp(t.app), signUp(t.app)]);
+    const { db, statements } = countedDb();
+    const dir = createWalletDirectory(db, 2);
+    const wa = await dir.find(a.id, 'USD');
+    await dir.find(b.id, 'USD');
+    expect(await dir.find(a.id, 'USD')).toBe(wa); // cached, and now the most recently used
+    await dir.find(c.id, 'USD'); // b leaves
+    expect(statements()).toBe(3);
+    expect(await dir.find(a.id, 'USD')).toBe(wa);
+    expect(statements()).toBe(3);
+    expect(await dir.find(b.id, 'USD')).toMatch(/^wal_/);
+    expect(statements()).toBe(4);
+  });
+
   it('answers a wallet it found before from its cache', async () => {
     const u = await signUp(t.app);
     const { db, statements } = countedDb();

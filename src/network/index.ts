@@ -9,6 +9,7 @@
  * top-up never charges a card twice.
  */
 import { randomUUID } from 'node:crypto';
+import { LRUCache } from 'lru-cache';
 
 export interface CardDetails {
   pan: string;
@@ -70,11 +71,17 @@ export interface NetworkSimulator extends PaymentNetwork {
 }
 
 export function createNetworkSimulator(opts: { hangMs?: number; maxRemembered?: number } = {}): NetworkSimulator {
-  const byKey = new Map<string, SimAuth>();
   const byRef = new Map<string, SimAuth>();
-  const maxRemembered = opts.maxRemembered ?? 1_000_000;
+  // the oldest authorizations are forgotten beyond the bound, by key and by reference alike
+  // (byRef grew without one); an LRUCache because evicting a full Map with keys().next() walks
+  // the deleted slots piled up at its front
+  const byKey = new LRUCache<string, SimAuth>({
+    max: opts.maxRemembered ?? 1_000_000,
+    dispose: (auth, _key, reason) => {
+      if (reason === 'evict' && auth.result.approved) byRef.delete(auth.result.ref);
+    },
+  });
   const remember = (key: string, auth: SimAuth) => {
-    if (byKey.size >= maxRemembered) byKey.delete(byKey.keys().next().value!);
     byKey.set(key, auth);
     if (auth.result.approved) byRef.set(auth.result.ref, auth);
   };
