@@ -3,7 +3,7 @@
  * (money stays bigint; 2^53 is no limit). A bigint is written as the string "\u0000n<digits>",
  * a Date as "\u0000d<ISO time>"; decode turns them back.
  */
-import { quoteJson as quote } from '../shared/json.js';
+import { writeJson, type JsonSpelling } from '../shared/json.js';
 
 const BIG = '\u0000n';
 const DATE = '\u0000d';
@@ -11,52 +11,17 @@ const BIG_JSON = JSON.stringify(BIG).slice(0, -1); // "\u0000n, without the clos
 const DATE_JSON = JSON.stringify(DATE).slice(0, -1);
 
 /**
- * Written by hand, like src/shared/json.ts: JSON.stringify with a replacer function calls it for
- * every key, and encoding the cached first history pages (100 items) on every commit that
+ * Written by hand (src/shared/json.ts's writer): JSON.stringify with a replacer function calls it
+ * for every key, and encoding the cached first history pages (100 items) on every commit that
  * revised them was 1.6 % of the HTTP benchmark's API time. Writes exactly what
  * JSON.stringify(value, replacer) wrote (codec.test.ts compares them on random values).
  */
 export function encode(value: unknown): string {
   // undefined for undefined, as JSON.stringify (its type says string, too)
-  return write(value) as string;
+  return writeJson(value, MARKED) as string;
 }
 
-
-/** the JSON of a value; undefined where JSON.stringify leaves the value out */
-function write(value: unknown): string | undefined {
-  switch (typeof value) {
-    case 'string':
-      return quote(value);
-    case 'number':
-      return Number.isFinite(value) ? String(value) : 'null';
-    case 'boolean':
-      return value ? 'true' : 'false';
-    case 'bigint':
-      return `${BIG_JSON}${value}"`;
-    case 'object': {
-      if (value === null) return 'null';
-      if (value instanceof Date) return `${DATE_JSON}${value.toISOString()}"`;
-      if (Array.isArray(value)) {
-        let out = '[';
-        for (let i = 0; i < value.length; i++) {
-          if (i) out += ',';
-          out += write(value[i]) ?? 'null';
-        }
-        return out + ']';
-      }
-      if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return write((value as { toJSON(key: string): unknown }).toJSON(''));
-      let out = '';
-      for (const key of Object.keys(value)) {
-        const v = write((value as Record<string, unknown>)[key]);
-        if (v === undefined) continue;
-        out += `${out ? ',' : ''}${quote(key)}:${v}`;
-      }
-      return `{${out}}`;
-    }
-    default:
-      return undefined; // undefined, functions, symbols
-  }
-}
+const MARKED: JsonSpelling = { bigint: (v) => `${BIG_JSON}${v}"`, date: (d) => `${DATE_JSON}${d.toISOString()}"` };
 
 export function decode<T>(text: string): T {
   return JSON.parse(text, (_k, v: unknown) => {

@@ -12,29 +12,54 @@ export function quoteJson(s: string): string {
 }
 
 export function stringifyJson(value: unknown): string {
+  return writeJson(value, PLAIN) ?? 'null';
+}
+
+/** how a writer spells what JSON has no type for */
+export interface JsonSpelling {
+  bigint(value: bigint): string;
+  date(value: Date): string;
+}
+
+/** bigints as JSON integers, Dates as JSON.stringify writes them */
+const PLAIN: JsonSpelling = { bigint: (v) => v.toString(), date: (d) => JSON.stringify(d) };
+
+/**
+ * The JSON of a value as JSON.stringify writes it (own keys, toJSON, undefined and functions
+ * left out of objects and null in arrays), bigints and Dates spelled by `as`; undefined where
+ * JSON.stringify leaves the value out. Shared by stringifyJson and the cache codec.
+ */
+export function writeJson(value: unknown, as: JsonSpelling): string | undefined {
   switch (typeof value) {
-    case 'bigint':
-      return value.toString();
     case 'string':
       return quoteJson(value);
     case 'number':
       return Number.isFinite(value) ? String(value) : 'null';
     case 'boolean':
       return value ? 'true' : 'false';
+    case 'bigint':
+      return as.bigint(value);
     case 'object': {
       if (value === null) return 'null';
-      if (Array.isArray(value)) return `[${value.map((v) => (v === undefined || typeof v === 'function' ? 'null' : stringifyJson(v))).join(',')}]`;
-      if (value instanceof Date) return JSON.stringify(value);
-      if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return stringifyJson((value as { toJSON(): unknown }).toJSON());
+      if (value instanceof Date) return as.date(value);
+      if (Array.isArray(value)) {
+        let out = '[';
+        for (let i = 0; i < value.length; i++) {
+          if (i) out += ',';
+          out += writeJson(value[i], as) ?? 'null';
+        }
+        return out + ']';
+      }
+      if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return writeJson((value as { toJSON(key: string): unknown }).toJSON(''), as);
       let out = '';
-      for (const key in value) {
-        const v = (value as Record<string, unknown>)[key];
-        if (v === undefined || typeof v === 'function' || typeof v === 'symbol') continue;
-        out += `${out ? ',' : ''}${quoteJson(key)}:${stringifyJson(v)}`;
+      for (const key of Object.keys(value)) {
+        const v = writeJson((value as Record<string, unknown>)[key], as);
+        if (v === undefined) continue;
+        out += `${out ? ',' : ''}${quoteJson(key)}:${v}`;
       }
       return `{${out}}`;
     }
     default:
-      return 'null';
+      return undefined; // undefined, functions, symbols
   }
 }
