@@ -199,11 +199,20 @@ export function isDatabaseUnavailable(err: unknown): boolean {
 /**
  * A foreign-key violation naming the caller's own user id as missing from users: a row of theirs
  * (a wallet, a card, a webhook) was to be written for a user that does not exist. Matched on the
- * detail PostgreSQL writes with English messages (lc_messages C or en, the default): a server
- * that translates them keeps answering 500 here. Only the caller's own id counts, so a missing
- * counterparty can never pass for a bad token.
+ * constraint (`<table>_user_id_fkey`, PostgreSQL's default name for a `user_id references users`)
+ * and on the key in the detail, `(user_id)=(<id>)`, the one part of that message PostgreSQL
+ * never translates (lc_messages in German: "Schlüssel (user_id)=(…) ist nicht in Tabelle »users«
+ * vorhanden."). Only the caller's own id counts, so a missing counterparty can never pass for a
+ * bad token.
  */
-function isMissingPrincipal(err: unknown, userId: string | undefined): boolean {
-  const e = err as { code?: unknown; detail?: unknown };
-  return userId !== undefined && e.code === '23503' && typeof e.detail === 'string' && e.detail === `Key (user_id)=(${userId}) is not present in table "users".`;
+export function isMissingPrincipal(err: unknown, userId: string | undefined): boolean {
+  const e = err as { code?: unknown; detail?: unknown; constraint_name?: unknown };
+  return (
+    userId !== undefined &&
+    e.code === '23503' &&
+    typeof e.constraint_name === 'string' &&
+    e.constraint_name.endsWith('_user_id_fkey') &&
+    typeof e.detail === 'string' &&
+    e.detail.includes(`(user_id)=(${userId})`)
+  );
 }

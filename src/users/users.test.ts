@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestPlatform, signUp, uniqueEmail, type TestPlatform } from '../test-support/platform.js';
 import { newId } from '../shared/ids.js';
+import { isMissingPrincipal } from '../app.js';
 
 let t: TestPlatform;
 beforeAll(async () => {
@@ -74,5 +75,22 @@ describe('users', () => {
     }
     const sql = t.platform.db.forShard(7).sql;
     expect(await sql`select 1 from accounts where user_id = ${ghost} union all select 1 from payment_methods where user_id = ${ghost}`).toHaveLength(0);
+  });
+
+  it('recognises a missing caller from the constraint and key, whatever language the server writes its messages in', async () => {
+    const ghost = newId('usr', 7);
+    const sql = t.platform.db.forShard(7).sql;
+    const err = await sql`insert into accounts (id, shard, user_id, kind, currency) values (${newId('wal', 7)}, 7, ${ghost}, 'user', 'USD')`.then(
+      () => undefined,
+      (e: unknown) => e as Record<string, unknown>,
+    );
+    expect(err).toMatchObject({ code: '23503', constraint_name: 'accounts_user_id_fkey' });
+    expect(isMissingPrincipal(err, ghost)).toBe(true);
+    // the same error from a server with lc_messages = de_DE: only the words around the key differ
+    const german = { ...err, message: 'Einfügen oder Aktualisieren in Tabelle »accounts« verletzt Fremdschlüssel-Constraint »accounts_user_id_fkey«', detail: `Schlüssel (user_id)=(${ghost}) ist nicht in Tabelle »users« vorhanden.` };
+    expect(isMissingPrincipal(german, ghost)).toBe(true);
+    // someone else's missing id is not a bad token of the caller's
+    expect(isMissingPrincipal(err, newId('usr', 7))).toBe(false);
+    expect(isMissingPrincipal(err, undefined)).toBe(false);
   });
 });
