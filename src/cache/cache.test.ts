@@ -10,7 +10,7 @@ import { buildApp } from '../app.js';
 import { createTestPlatform, fund, moneyPost, signUp, type TestPlatform } from '../test-support/platform.js';
 import { createL1 } from './l1.js';
 import { createL2 } from './redis.js';
-import { cacheKey, createCache } from './index.js';
+import { cacheKey, createCache, EPOCHS_MAX } from './index.js';
 import { loadConfig } from '../config/index.js';
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -246,6 +246,20 @@ describe('without Redis', () => {
     release();
     expect((await slow).get(key)).toEqual({ version: 1n }); // that reader answers what it read...
     expect(cache.l1.get(key)).toBeUndefined(); // ...and nobody else is served it
+    await cache.close();
+  });
+
+  it('does not put an older balance in even when more commits than it remembers came during the read', async () => {
+    const cache = createCache(config);
+    const key = cacheKey.balance('wal_slow_read');
+    let release!: () => void;
+    const slow = cache.getVersioned([key], () => new Promise<Map<string, { version: bigint }>>((ok) => (release = () => ok(new Map([[key, { version: 1n }]])))));
+    await cache.putVersioned([{ key, value: { version: 2n } }]);
+    const others = Array.from({ length: EPOCHS_MAX }, (_, i) => ({ key: cacheKey.balance(`wal_busy_${i}`), value: { version: 1n } }));
+    await cache.putVersioned(others); // the record of the commit above is evicted
+    release();
+    await slow;
+    expect(cache.l1.get(key)).toBeUndefined();
     await cache.close();
   });
 });

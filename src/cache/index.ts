@@ -21,6 +21,8 @@ export { cacheKey } from './keys.js';
 const CHANNEL = 'wallet:cache:invalidate';
 /** how long an invalidated key refuses fills: reads that loaded before the write finish well within it */
 const TOMBSTONE_MS = 1_000;
+/** invalidations remembered per process for racing L1 fills (see epochOf) */
+export const EPOCHS_MAX = 100_000;
 
 /** Cached values are shared by every reader of a process: frozen, so none can change them for the others. */
 function deepFreeze<T>(value: T): T {
@@ -114,10 +116,19 @@ export function createCache(config: CacheConfig, metrics?: CacheMetrics): Cache 
 
   // An L1 fill must not put back a value that an invalidation removed while it was loading:
   // every invalidation bumps the key's epoch, and a fill happens only if the epoch it saw at
-  // the start of the load is still current.
-  const epochs = new LRUCache<string, number>({ max: 100_000 });
+  // the start of the load is still current. The table is bounded; a key whose epoch it evicted
+  // reads as the highest epoch evicted so far, so a load that started before an invalidation
+  // whose record is gone still sees a different epoch (and one that started before any eviction
+  // merely skips its fill).
+  let evictedEpoch = 0;
+  const epochs = new LRUCache<string, number>({
+    max: EPOCHS_MAX,
+    dispose: (epoch, _key, reason) => {
+      if (reason === 'evict' && epoch > evictedEpoch) evictedEpoch = epoch;
+    },
+  });
   let epochCounter = 0;
-  const epochOf = (key: string) => epochs.get(key) ?? 0;
+  const epochOf = (key: string) => epochs.get(key) ?? evictedEpoch;
   const dropLocal = (key: string) => {
     l1.delete(key);
     epochs.set(key, ++epochCounter);
