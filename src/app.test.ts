@@ -49,6 +49,39 @@ describe('HTTP conventions', () => {
     expect(res.json()).toMatchObject({ status: 404, code: 'not_found', type: expect.any(String), title: expect.any(String) });
   });
 
+  it('answers a malformed or overlong URL with a 400 problem carrying the usual headers', async () => {
+    for (const url of ['/v1/wallets/%ED%A0%80', '/v1/wallets/%zz', `/v1/wallets/${'a'.repeat(201)}`]) {
+      const res = await t.app.inject({ method: 'GET', url, headers: { 'x-request-id': 'bad-url-1' } });
+      expect(res.statusCode, url).toBe(400);
+      expect(res.headers['content-type']).toContain('application/problem+json');
+      expect(res.json()).toMatchObject({ status: 400, code: 'validation_failed' });
+      expect(res.headers['x-request-id']).toBe('bad-url-1');
+      expect(res.headers['x-content-type-options']).toBe('nosniff');
+    }
+  });
+
+  it('refuses the NUL character in a path, a query or a JSON body with 400, and writes nothing', async () => {
+    const user = await signUp(t.app);
+    const email = `nul-${Date.now()}@example.com`;
+    const answers = [
+      await t.app.inject({ method: 'GET', url: '/v1/wallets/wal_%00', headers: user.auth }),
+      await t.app.inject({ method: 'GET', url: '/v1/transactions?cursor=a%00b', headers: user.auth }),
+      await t.app.inject({ method: 'POST', url: '/v1/users', headers: { 'content-type': 'application/json' }, payload: `{"email":"${email}","password":"long enough password","name":"a\\u0000b"}` }),
+    ];
+    for (const res of answers) {
+      expect(res.statusCode, res.body).toBe(400);
+      expect(res.json()).toMatchObject({ code: 'validation_failed', detail: 'Text may not contain the NUL character (U+0000).' });
+    }
+    const login = await t.app.inject({ method: 'POST', url: '/v1/auth/token', payload: { email, password: 'long enough password' } });
+    expect(login.statusCode).toBe(401);
+  });
+
+  it('takes a body that spells out \\u0000 as text', async () => {
+    const res = await t.app.inject({ method: 'POST', url: '/v1/users', headers: { 'content-type': 'application/json' }, payload: `{"email":"spelled-${Date.now()}@example.com","password":"long enough password","name":"a\\\\u0000b"}` });
+    expect(res.statusCode, res.body).toBe(201);
+    expect(res.json().name).toBe('a\\u0000b');
+  });
+
   it('refuses a body over the limit with 413 and malformed JSON with 400', async () => {
     const big = await t.app.inject({ method: 'POST', url: '/v1/users', payload: { email: 'a@b.co', password: 'x'.repeat(4000), name: 'n' } });
     expect(big.statusCode).toBe(413);

@@ -6,7 +6,7 @@ import { randomUUID } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { constants as zlib } from 'node:zlib';
-import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import compress from '@fastify/compress';
 import swagger from '@fastify/swagger';
@@ -33,6 +33,7 @@ import { webhookRoutes } from './webhooks/routes.js';
 import { fraudAdminRoutes } from './fraud/routes.js';
 import { operationsRoutes } from './observability/routes.js';
 import { docsHttpCaching } from './http/l3.js';
+import { refuseNul } from './http/nul.js';
 import { registerShedding, shedLimits } from './http/shedding.js';
 import type { Principal } from './auth/tokens.js';
 import { securityHeaders } from './http/security-headers.js';
@@ -43,6 +44,8 @@ declare module 'fastify' {
   }
 }
 
+/** the longest path parameter the router takes (ids are far shorter) */
+const MAX_PARAM_LENGTH = 200;
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
 /** the files @fastify/swagger-ui serves under /docs/static/ */
 const SWAGGER_UI_STATIC = join(dirname(createRequire(import.meta.url).resolve('@fastify/swagger-ui')), 'static');
@@ -55,6 +58,7 @@ function makeAjv(opts: AjvOptions): Ajv {
 
 export async function buildApp(platform: Platform): Promise<FastifyInstance> {
   const { config } = platform;
+  const security = securityHeaders({ contentSecurityPolicy: { directives: { 'img-src': ["'self'", 'data:'] } }, strictTransportSecurity: config.nodeEnv === 'production' });
   const app = Fastify({
     loggerInstance: platform.log,
     bodyLimit: config.bodyLimitBytes,
@@ -66,7 +70,19 @@ export async function buildApp(platform: Platform): Promise<FastifyInstance> {
     return503OnClosing: true,
     // one line per request only when debugging: at 10k req/s request logs cost more than the work
     logController: new LogController({ disableRequestLogging: config.logLevel !== 'debug' && config.logLevel !== 'trace' }),
-    routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
+    routerOptions: { ignoreTrailingSlash: true, maxParamLength: MAX_PARAM_LENGTH },
+    // URLs the router refuses before any hook runs (a malformed percent-escape, an overlong
+    // path segment): a problem like every other answer, with the headers the hooks would add
+    frameworkErrors: (err, req, reply) => {
+      const { status, body } =
+        err.code === 'FST_ERR_BAD_URL'
+          ? { status: 400, body: problem('validation_failed', 'The URL is not valid: it has a malformed percent-escape.') }
+          : err.code === 'FST_ERR_MAX_PARAM_LENGTH'
+            ? { status: 400, body: problem('validation_failed', `A path segment is longer than ${MAX_PARAM_LENGTH} characters.`) }
+            : { status: 500, body: problem('internal', `Something went wrong on our side. Quote request id ${req.id} when reporting it.`) };
+      if (status === 500) req.log.error({ err, reqId: req.id }, 'unhandled framework error');
+      (reply as FastifyReply).code(status).headers(security).header('x-request-id', req.id).type('application/problem+json').send(body);
+    },
   }).withTypeProvider<TypeBoxTypeProvider>();
 
   // Bodies are never coerced ("100" is not an amount); query strings and paths are text, so
@@ -90,7 +106,6 @@ export async function buildApp(platform: Platform): Promise<FastifyInstance> {
     reply.code(404).type('application/problem+json').send(problem('not_found', `No route ${req.method} ${req.url.split('?')[0]}`));
   });
 
-  const security = securityHeaders({ contentSecurityPolicy: { directives: { 'img-src': ["'self'", 'data:'] } }, strictTransportSecurity: config.nodeEnv === 'production' });
   app.addHook('onRequest', (_req, reply, done) => {
     reply.headers(security);
     done();
@@ -98,6 +113,7 @@ export async function buildApp(platform: Platform): Promise<FastifyInstance> {
   await app.register(compress, { global: true, threshold: 1024, encodings: ['br', 'gzip'], brotliOptions: { params: { [zlib.BROTLI_PARAM_QUALITY]: 4 } } });
   // after the security headers, so a shed answer carries them too; before every route's auth
   registerShedding(app as unknown as FastifyInstance, shedLimits(config), platform.metrics.registry);
+  refuseNul(app as unknown as FastifyInstance);
   app.addSchema(ProblemSchema);
   await app.register(swagger, {
     openapi: {
