@@ -161,7 +161,7 @@ describe('every operation under random input', () => {
     expect(count('POST /v1/transfers 201'), JSON.stringify([...answers])).toBeGreaterThan(0);
     expect(count('POST /v1/payments 201'), JSON.stringify([...answers])).toBeGreaterThan(0);
     expect(count('POST /v1/topups 201'), JSON.stringify([...answers])).toBeGreaterThan(0);
-  });
+  }, 60_000 + RUNS * 100);
 
   it('leaves books that reconcile', async () => {
     const report = await reconcile(t.platform.db);
