@@ -212,7 +212,13 @@ class ClusterPools implements Cluster {
     this.recycledAt = Date.now();
     const old = this.primary;
     this.primary = connect(this.primaryUrl, { ...this.opts, poolMax: this.poolMax });
-    this.retired.push(old.end({ timeout: 5 }).catch(() => undefined));
+    // kept until it has closed (end() waits for it), then forgotten: a cluster that keeps
+    // missing deadlines recycles once a second for as long as it lasts
+    const closing: Promise<unknown> = old.end({ timeout: 5 }).catch(() => undefined).then(() => {
+      const i = this.retired.indexOf(closing);
+      if (i >= 0) this.retired.splice(i, 1);
+    });
+    this.retired.push(closing);
   }
 
   reader(kind: ReadKind, minLsn = 0n): Sql {
