@@ -7,7 +7,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../config/index.js';
 import { createLogger } from '../observability/logger.js';
 import type { FailPolicy, Scorer } from './client.js';
-import { createRemoteScorer, REMOTE_BATCHES_IN_FLIGHT, startFraudServer } from './remote.js';
+import http from 'node:http';
+import { createRemoteScorer, fraudKey, FraudUnavailable, REMOTE_BATCHES_IN_FLIGHT, startFraudServer } from './remote.js';
 import type { FraudRequest } from './types.js';
 
 const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', FRAUD_PORT: '0', FRAUD_BATCH_MAX: '100' });
@@ -68,5 +69,27 @@ describe('the remote fraud scorer', () => {
     await Promise.all(Array.from({ length: 40 }, (_, i) => remote.completed(request(i))));
     expect(completed).toHaveLength(40);
     expect(requests()).toBe(1);
+  });
+
+  it('fails the checks, and nothing else, when the endpoint answers 200 with something other than decisions', async () => {
+    for (const body of ['{}', 'null', '{"decisions":[null,{"outcome":"maybe"}]}', '{"decisions":"none"}']) {
+      const impostor = http.createServer((_req, res) => res.writeHead(200, { 'content-type': 'application/json' }).end(body));
+      await new Promise<void>((ok) => impostor.listen(0, '127.0.0.1', ok));
+      closers.push(() => new Promise((ok) => impostor.close(ok)));
+      const remote = createRemoteScorer(`http://127.0.0.1:${(impostor.address() as { port: number }).port}`, config, policy);
+      closers.push(() => remote.close!());
+      const outcomes = await Promise.allSettled([remote.score(request(1)), remote.score(request(2))]);
+      expect(outcomes.map((o) => o.status), body).toEqual(['rejected', 'rejected']);
+      expect(outcomes.map((o) => (o as PromiseRejectedResult).reason), body).toEqual([expect.any(FraudUnavailable), expect.any(FraudUnavailable)]);
+    }
+  });
+
+  it('refuses a batch of completed requests with a malformed one whole, and records none of it', async () => {
+    const completed: string[] = [];
+    const server = await startFraudServer({ score: async () => { throw new Error('unused'); }, completed: async (r) => void completed.push(r.requestId), policy }, config, createLogger('silent'));
+    closers.push(() => server.app.close());
+    const res = await server.app.inject({ method: 'POST', url: '/internal/fraud/completed', headers: { 'x-fraud-key': fraudKey(config) }, payload: { requests: [{ requestId: 'ok', kind: 'transfer', userId: 'usr_1', amountMinor: '100', currency: 'USD', at: new Date().toISOString() }, { nonsense: true }] } });
+    expect(res.statusCode).toBe(400);
+    expect(completed).toEqual([]);
   });
 });

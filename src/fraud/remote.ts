@@ -72,7 +72,13 @@ export async function startFraudServer(scorer: Scorer, config: Config, log: Logg
   app.post('/internal/fraud/completed', async (req, reply) => {
     const list = (req.body as { requests?: unknown[] })?.requests;
     if (!Array.isArray(list) || list.length > config.fraudBatchMax) return reply.code(400).send({ error: 'bad batch' });
-    await Promise.all(list.map((w) => scorer.completed(fromWire(w))));
+    let reqs: FraudRequest[];
+    try {
+      reqs = list.map(fromWire);
+    } catch (err) {
+      return reply.code(400).send({ error: (err as Error).message });
+    }
+    await Promise.all(reqs.map((r) => scorer.completed(r)));
     return reply.code(204).send();
   });
   app.get('/healthz', async () => ({ status: 'ok' }));
@@ -89,6 +95,7 @@ export class FraudUnavailable extends Error {
 export const REMOTE_SOCKETS = 8;
 /** batch requests one api process has out at a time (see flush) */
 export const REMOTE_BATCHES_IN_FLIGHT = 2;
+const OUTCOMES = new Set<unknown>(['approve', 'review', 'decline']);
 /** checks waiting for a batch slot; beyond it a check is refused at once (the fail policy decides) */
 export const REMOTE_WAITING_MAX = 10_000;
 
@@ -134,7 +141,8 @@ export function createRemoteScorer(url: string, config: Config, policy: () => Fa
     finished = [];
     for (let i = 0; i < all.length; i += config.fraudBatchMax) {
       const part = all.slice(i, i + config.fraudBatchMax);
-      post(completedEndpoint, part.map((w) => toWire(w.req))).then(
+      // inside the promise: a request that cannot be written rejects its callers, it does not throw out of a setImmediate
+      (async () => post(completedEndpoint, part.map((w) => toWire(w.req))))().then(
         () => part.forEach((w) => w.resolve()),
         (err) => part.forEach((w) => w.reject(err)),
       );
@@ -157,18 +165,23 @@ export function createRemoteScorer(url: string, config: Config, policy: () => Fa
     while (waiting.length && inFlight < REMOTE_BATCHES_IN_FLIGHT) {
       const part = waiting.splice(0, config.fraudBatchMax);
       inFlight++;
-      post(endpoint, part.map((w) => toWire(w.req)))
-        .then((text) => JSON.parse(text) as { decisions: (FraudDecision | { error: string })[] })
-        .then(
-          ({ decisions }) =>
-            part.forEach((w, j) => {
-              const d = decisions[j];
-              if (!d) w.reject(new FraudUnavailable('short answer'));
-              else if ('error' in d) w.reject(new Error(`fraud role: ${d.error}`));
-              else w.resolve(d);
-            }),
-          (err) => part.forEach((w) => w.reject(err)),
-        )
+      // Every failure lands in the one catch, the answer's shape checked before use: an endpoint
+      // that answers 200 with other JSON (a proxy, the wrong service) fails these checks (the
+      // fail policy decides) instead of throwing an unhandled rejection out of this chain,
+      // which would end the process.
+      (async () => JSON.parse(await post(endpoint, part.map((w) => toWire(w.req)))) as unknown)()
+        .then((answer) => {
+          const decisions = (answer as { decisions?: unknown } | null)?.decisions;
+          if (!Array.isArray(decisions)) throw new FraudUnavailable('the fraud role answered without decisions');
+          part.forEach((w, j) => {
+            const d = decisions[j] as FraudDecision | { error: unknown } | null | undefined;
+            if (d === null || typeof d !== 'object') w.reject(new FraudUnavailable('short answer'));
+            else if ('error' in d) w.reject(new Error(`fraud role: ${String(d.error)}`));
+            else if (!OUTCOMES.has(d.outcome) || typeof d.score !== 'number') w.reject(new FraudUnavailable('the fraud role answered a malformed decision'));
+            else w.resolve(d);
+          });
+        })
+        .catch((err: unknown) => part.forEach((w) => w.reject(err)))
         .finally(() => {
           inFlight--;
           if (waiting.length) schedule();
