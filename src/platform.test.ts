@@ -4,7 +4,10 @@
  * bench:notify` alive after its results until a timeout killed it.
  */
 import { describe, expect, test } from 'vitest';
-import { createTestPlatform, until } from './test-support/platform.js';
+import { createTestDatabase, createTestPlatform, until } from './test-support/platform.js';
+import { createPlatform } from './platform.js';
+import { loadConfig } from './config/index.js';
+import { createLogger } from './observability/logger.js';
 
 const REDIS_PORT = 6379;
 /** open sockets of this process to Redis */
@@ -19,5 +22,24 @@ describe('closing the platform', () => {
     await until(() => redisSockets() >= 2, 5000, 'the platform connected to Redis');
     await t.close();
     await until(() => redisSockets() === 0, 5000, () => `Redis sockets closed (${redisSockets()} open)`);
+  });
+});
+
+describe('a platform whose event bus cannot start', () => {
+  test('lives on until someone asks ready(), which reports the failure (the CLI never asks)', async () => {
+    const unhandled: unknown[] = [];
+    const listener = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', listener);
+    const db = await createTestDatabase();
+    try {
+      const p = createPlatform(loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', NATS_URL: 'nats://127.0.0.1:1' }), { databaseUrl: db.url, log: createLogger('silent') });
+      await new Promise((r) => setTimeout(r, 500)); // the connection is refused within milliseconds
+      expect(unhandled).toEqual([]);
+      await expect(p.ready()).rejects.toThrow(/connection refused|CONNECTION_REFUSED/i);
+      await p.close();
+    } finally {
+      process.off('unhandledRejection', listener);
+      await db.drop();
+    }
   });
 });

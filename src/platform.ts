@@ -80,6 +80,9 @@ export function createPlatform(config: Config, overrides: PlatformOverrides = {}
   const cache = createCache(config, metrics.cache);
   const { bus, jobs } = createBackbone(config, log, metrics.events);
   const backboneStarted = Promise.all([bus.start(), jobs.start()]);
+  // ready() reports a failure; a platform that never calls it (the CLI's one-shot commands, which
+  // need no bus) must not be ended by it as an unhandled rejection
+  backboneStarted.catch(() => undefined);
   const fraud = createFraud(config, { db, log, registry: metrics.registry });
   const cacheStarted = cache.start().catch((err) => log.warn({ err }, 'cache start failed; serving from the database'));
   const engine = createLedgerEngine(
