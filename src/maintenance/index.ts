@@ -46,38 +46,58 @@ export function coreTasks(p: Platform): MaintenanceTask[] {
   ];
 }
 
-/** One round on every cluster; returns what each task did, by cluster. */
+/**
+ * One round on every cluster; returns what each task did, by cluster (a cluster another
+ * maintainer holds, or one that cannot be reached, is absent). One cluster down does not stop
+ * the others' maintenance: its failure is logged and the round goes on.
+ */
 export async function runMaintenanceRound(p: Platform, tasks: MaintenanceTask[], now = new Date()): Promise<Record<string, Record<string, number>>> {
   const report: Record<string, Record<string, number>> = {};
   for (const cluster of p.db.clusters) {
-    // a session lock on a reserved connection: one active maintainer per cluster
-    const conn = await cluster.sql.reserve();
-    const [row] = await conn<{ locked: boolean }[]>`select pg_try_advisory_lock(${MAINTENANCE_LOCK}) as locked`;
-    if (!row?.locked) {
-      conn.release();
-      continue;
-    }
     try {
-      report[cluster.name] = {};
-      for (const task of tasks) {
-        try {
-          report[cluster.name]![task.name] = await task.run(cluster, now);
-        } catch (err) {
-          p.log.error({ err, task: task.name, cluster: cluster.name }, 'maintenance task failed');
-        }
-      }
-    } finally {
-      await conn`select pg_advisory_unlock(${MAINTENANCE_LOCK})`;
-      conn.release();
+      const done = await maintainCluster(p, cluster, tasks, now);
+      if (done) report[cluster.name] = done;
+    } catch (err) {
+      p.log.error({ err, cluster: cluster.name }, 'maintenance of this cluster failed this round; the other clusters go on');
     }
   }
   return report;
 }
 
+/** the tasks on one cluster under its maintainer lock; undefined when another maintainer holds it */
+async function maintainCluster(p: Platform, cluster: Cluster, tasks: MaintenanceTask[], now: Date): Promise<Record<string, number> | undefined> {
+  // a session lock on a reserved connection: one active maintainer per cluster
+  const conn = await cluster.sql.reserve();
+  try {
+    const [row] = await conn<{ locked: boolean }[]>`select pg_try_advisory_lock(${MAINTENANCE_LOCK}) as locked`;
+    if (!row?.locked) return undefined;
+    const done: Record<string, number> = {};
+    try {
+      for (const task of tasks) {
+        try {
+          done[task.name] = await task.run(cluster, now);
+        } catch (err) {
+          p.log.error({ err, task: task.name, cluster: cluster.name }, 'maintenance task failed');
+        }
+      }
+    } finally {
+      // a connection lost meanwhile took its session and so the lock with it
+      await conn`select pg_advisory_unlock(${MAINTENANCE_LOCK})`.catch((err: unknown) => p.log.warn({ err, cluster: cluster.name }, 'releasing the maintenance lock failed'));
+    }
+    return done;
+  } finally {
+    conn.release();
+  }
+}
+
 export function startMaintenance(p: Platform, tasks: MaintenanceTask[]): { stop(): Promise<void> } {
-  let running: Promise<unknown> = Promise.resolve();
+  let running: Promise<unknown> | undefined;
   const tick = () => {
-    running = runMaintenanceRound(p, tasks).catch((err) => p.log.error({ err }, 'maintenance round failed'));
+    // a round still going when the next is due: that one is skipped, not run beside it
+    if (running) return;
+    running = runMaintenanceRound(p, tasks)
+      .catch((err) => p.log.error({ err }, 'maintenance round failed'))
+      .finally(() => (running = undefined));
   };
   tick();
   const timer = setInterval(tick, p.config.maintenanceIntervalMs);

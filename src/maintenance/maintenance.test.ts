@@ -1,6 +1,9 @@
 import { CLEARING_USER, REFUSED_STATUS } from '../transfers/clearing.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestPlatform, fund, idemKey, moneyPost, signUp, type TestPlatform } from '../test-support/platform.js';
+import { createTestDatabase, createTestPlatform, fund, idemKey, moneyPost, regionalTopology, signUp, type TestPlatform } from '../test-support/platform.js';
+import { createPlatform } from '../platform.js';
+import { loadConfig } from '../config/index.js';
+import { createLogger } from '../observability/logger.js';
 import { coreTasks, runMaintenanceRound } from './index.js';
 import { listPartitions, partitionName } from '../db/partitions.js';
 
@@ -67,5 +70,19 @@ describe('maintenance role', () => {
       holder.release();
     }
     expect(Object.keys(await runMaintenanceRound(t.platform, coreTasks(t.platform)))).toEqual(['main']);
+  });
+
+  it('goes on with the other clusters when one cannot be reached', async () => {
+    const db = await createTestDatabase();
+    // the first cluster's server is gone (nothing listens on port 1); the second is a real database
+    const p = createPlatform(loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', SHARD_MAP_POLL_MS: '0', PARTITIONS_AHEAD_MONTHS: '3' }), { topology: regionalTopology(['postgres://postgres@127.0.0.1:1/gone', db.url]), log: createLogger('silent') });
+    try {
+      const report = await runMaintenanceRound(p, coreTasks(p));
+      expect(Object.keys(report)).toEqual(['us-west']);
+      expect(report['us-west']).toMatchObject({ partitions: expect.any(Number), 'idempotency-purge': 0 });
+    } finally {
+      await p.close().catch(() => undefined);
+      await db.drop();
+    }
   });
 });
