@@ -6,7 +6,8 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
-import { createMemoryVelocityStore, createRedisVelocityStore, type VelocityLimits, type VelocityStore } from './velocity.js';
+import { connectVelocityRedis, createMemoryVelocityStore, createRedisVelocityStore, type VelocityLimits, type VelocityStore } from './velocity.js';
+import { consoleErrorsDuring } from '../test-support/console.js';
 import type { FraudKind, FraudRequest } from './types.js';
 
 const REDIS_URL = process.env.TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -295,6 +296,21 @@ describe('concurrent requests against real Redis', () => {
     for (let i = 0; i < 5; i++) {
       const r = req(`${target}-s${i % 3}`, i * MIN, { to: target, id: `${target}-${i}` });
       expect(await split.observe(r)).toEqual(await single.observe(r));
+    }
+  });
+});
+
+describe('the velocity Redis client while Redis is down', () => {
+  it('keeps its failures to the commands, writing nothing to stderr as it reconnects', async () => {
+    const velocity = connectVelocityRedis('redis://127.0.0.1:1');
+    try {
+      const written = await consoleErrorsDuring(async () => {
+        await expect(velocity.ping()).rejects.toThrow();
+        await new Promise((r) => setTimeout(r, 400)); // a few reconnect attempts
+      });
+      expect(written.filter((w) => w.includes('ioredis'))).toEqual([]);
+    } finally {
+      velocity.disconnect();
     }
   });
 });

@@ -315,13 +315,17 @@ export function createRedisVelocityStore(opts: RedisVelocityOptions): VelocitySt
 
 /** A client for the velocity store: fails fast while disconnected (the scorer's fail policy decides), pipelines concurrent calls. */
 export function connectVelocityRedis(url: string): Redis {
-  return new Redis(url, {
+  const client = new Redis(url, {
     enableOfflineQueue: false,
     maxRetriesPerRequest: 0,
     connectTimeout: 1000,
     enableAutoPipelining: true,
     retryStrategy: (times) => Math.min(100 * times, 2000),
   });
+  // failures reach the scorer through its commands (the fail policy decides); without a listener
+  // ioredis writes "[ioredis] Unhandled error event" to stderr at every reconnect attempt
+  client.on('error', () => undefined);
+  return client;
 }
 
 // ------------------------------------------------------------------------------------------

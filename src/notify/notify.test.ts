@@ -12,6 +12,7 @@ import { createDevPushSink, type DevPushSink } from './push.js';
 import { createSmtpMailer, EMAIL_JOB_KIND, type EmailMessage } from './email.js';
 import { readMail } from './mailbox.js';
 import { createMemoryOnceKeys, createRedisOnceKeys } from './once-keys.js';
+import { consoleErrorsDuring } from '../test-support/console.js';
 import { createRecipientDirectory } from './preferences.js';
 import type { Platform } from '../platform.js';
 import type { Notification } from './notification.js';
@@ -276,6 +277,21 @@ describe('email over SMTP', () => {
       expect(sent).toHaveBeenCalledOnce();
     } finally {
       await Promise.all([keysA.close(), keysB.close()]);
+    }
+  });
+});
+
+describe('the once-keys Redis client while Redis is down', () => {
+  it('fails the claim, writing nothing to stderr as it reconnects', async () => {
+    const once = createRedisOnceKeys({ url: 'redis://127.0.0.1:1', cluster: false, prefix: 'test:' });
+    try {
+      const written = await consoleErrorsDuring(async () => {
+        await expect(once.claim('k', 60_000)).rejects.toThrow();
+        await new Promise((r) => setTimeout(r, 400)); // a few reconnect attempts
+      });
+      expect(written.filter((w) => w.includes('ioredis'))).toEqual([]);
+    } finally {
+      await once.close();
     }
   });
 });

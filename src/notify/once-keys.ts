@@ -60,6 +60,9 @@ export function createRedisOnceKeys(opts: { url: string; cluster: boolean; prefi
   // event or job is redelivered; auto-pipelining batches the claims of concurrent deliveries
   const base = { maxRetriesPerRequest: 3, connectTimeout: 2000, enableAutoPipelining: true, lazyConnect: true };
   const client = opts.cluster ? new Cluster([opts.url], { redisOptions: base, enableAutoPipelining: true, lazyConnect: true }) : new Redis(opts.url, base);
+  // a failed claim throws and its event or job is redelivered; without a listener ioredis writes
+  // "[ioredis] Unhandled error event" to stderr at every reconnect attempt
+  client.on('error', () => undefined);
   client.defineCommand('claimMany', { lua: CLAIM_MANY });
   const claimMany = (client as unknown as { claimMany(n: number, ...args: (string | number)[]): Promise<number[]> }).claimMany.bind(client);
   const bucketKey = (ttl: number, bucket: number) => `${opts.prefix}{bucket}:${ttl}:${bucket}`;
