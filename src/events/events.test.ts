@@ -106,6 +106,28 @@ describe.each(['memory', 'jetstream'] as const)('event backbone on the %s bus', 
     expect(attempts.get(bad.id)).toBe(3);
   });
 
+  test('a handler attempt that never settles counts as failed after the ack wait, and the event is delivered again', async () => {
+    const e = busEvent('usr_hung');
+    const attempts: number[] = [];
+    let handled = false;
+    // a new group reads the topic from its start: only this test's event hangs
+    const sub = t.platform.bus.subscribe(
+      'hung',
+      'transaction-events',
+      async (got, ctx) => {
+        if (got.id !== e.id) return;
+        attempts.push(ctx.attempt);
+        if (ctx.attempt === 1) await new Promise(() => undefined); // a stuck connection, say
+        handled = true;
+      },
+      { ackWaitMs: 300 },
+    );
+    await t.platform.bus.publish([e]);
+    await until(() => handled, 15_000, () => `the second delivery (attempts ${JSON.stringify(attempts)})`);
+    await sub.stop();
+    expect(attempts).toEqual([1, 2]);
+  });
+
   test('a poison event (unknown type) goes to the dead letters at once', async () => {
     const attempts = new Map<string, number>();
     const sub = t.platform.bus.subscribe('strict', 'transaction-events', async (e) => {

@@ -27,3 +27,16 @@ export function isBusEvent(v: unknown): v is BusEvent {
     typeof e.payload === 'object' && e.payload !== null && !Array.isArray(e.payload)
   );
 }
+
+/**
+ * A handler's attempt, failed when it has not settled within the ack wait (as JetStream counts
+ * an attempt past ack_wait): one hung handler (a stuck connection) cannot hold its key's lane,
+ * its concurrency slot or its publisher for ever. The abandoned attempt runs on; its late
+ * failure is nobody's (consumers are idempotent, so its late success is harmless too).
+ */
+export function attemptWithin(work: Promise<void>, ackWaitMs: number, group: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  work.catch(() => undefined);
+  const late = new Promise<never>((_, fail) => (timer = setTimeout(() => fail(new Error(`${group}: not acknowledged within ${ackWaitMs} ms`)), ackWaitMs)));
+  return Promise.race([work, late]).finally(() => clearTimeout(timer));
+}

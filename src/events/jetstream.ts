@@ -33,7 +33,7 @@ import type { Logger } from '../observability/logger.js';
 import type { EventMetrics } from '../observability/metrics.js';
 import type { Backbone } from './index.js';
 import { createAsyncPublisher, type AsyncPublisher, type OutgoingMessage } from './async-publish.js';
-import { decideFailure, isBusEvent } from './handling.js';
+import { attemptWithin, decideFailure, isBusEvent } from './handling.js';
 import {
   PRIORITIES,
   TOPIC_NAMES,
@@ -53,6 +53,7 @@ import {
 
 const ms = (n: number) => n * 1_000_000; // JetStream durations are nanoseconds
 const CONSUMER_ACK_WAIT_MS = 30_000;
+const ACK_WAIT_MARGIN_MS = 5_000;
 const JOB_ACK_WAIT_MS = 60_000;
 const DEAD_LETTER_MAX_AGE_DAYS = 30;
 /**
@@ -222,6 +223,7 @@ export function createJetStreamBackbone(config: Config, log: Logger, metrics?: E
   function consumeGroup(group: string, topic: Topic, handler: Handler, o: SubscribeOptions): Subscription {
     const maxDeliver = o.maxDeliver ?? config.busMaxDeliver;
     const concurrency = o.concurrency ?? 64;
+    const ackWaitMs = o.ackWaitMs ?? CONSUMER_ACK_WAIT_MS;
     let stopped = false;
     let messages: ConsumerMessages | undefined;
     const chains = new Map<string, Promise<void>>();
@@ -232,7 +234,7 @@ export function createJetStreamBackbone(config: Config, log: Logger, metrics?: E
     const handleEvent = async (js: JetStreamClient, event: BusEvent, attempt: number): Promise<{ done: boolean; delayMs: number; ok?: true }> => {
       try {
         if (attempt > maxDeliver) throw Object.assign(new Error(`delivered ${attempt} times without an outcome (did the consumer crash on it?)`), { final: true });
-        await handler(event, { attempt, group });
+        await attemptWithin(handler(event, { attempt, group }), ackWaitMs, group);
         return { done: true, delayMs: 0, ok: true };
       } catch (err) {
         const d = decideFailure(err, attempt, maxDeliver);
@@ -292,7 +294,9 @@ export function createJetStreamBackbone(config: Config, log: Logger, metrics?: E
         ack_policy: AckPolicy.Explicit,
         deliver_policy: DeliverPolicy.All,
         filter_subject: names.subject(`${topic}.*`),
-        ack_wait: ms(CONSUMER_ACK_WAIT_MS),
+        // past the client's own deadline (attemptWithin), which naks first: the server's
+        // redelivery is for a consumer that died holding the message
+        ack_wait: ms(ackWaitMs + ACK_WAIT_MARGIN_MS),
         max_deliver: -1,
         max_ack_pending: Math.max(1000, concurrency * 16),
       });

@@ -15,7 +15,7 @@
  * with the in-process bus, run the consuming roles in the publishing process (the default).
  */
 import type { EventMetrics } from '../observability/metrics.js';
-import { decideFailure } from './handling.js';
+import { attemptWithin, decideFailure } from './handling.js';
 import {
   type Bus,
   type BusEvent,
@@ -48,6 +48,7 @@ interface Sub {
   handler: Handler;
   concurrency: number;
   maxDeliver: number;
+  ackWaitMs?: number;
   stopped: boolean;
   inFlight: Set<Promise<void>>;
 }
@@ -109,15 +110,8 @@ export function createMemoryBus(opts: MemoryBusOptions): Bus {
   const delivering = new Map<string, Promise<void>>();
   let closed = false;
 
-  /** the handler's attempt, failed when it has not settled within the ack wait */
-  const attemptOf = (sub: Sub, event: BusEvent, attempt: number): Promise<void> => {
-    let timer: NodeJS.Timeout | undefined;
-    const work = sub.handler(event, { attempt, group: sub.group });
-    // the abandoned attempt's late failure is nobody's any more
-    work.catch(() => undefined);
-    const late = new Promise<never>((_, fail) => (timer = setTimeout(() => fail(new Error(`${sub.group}: not acknowledged within ${ackWaitMs} ms`)), ackWaitMs)));
-    return Promise.race([work, late]).finally(() => clearTimeout(timer));
-  };
+  const attemptOf = (sub: Sub, event: BusEvent, attempt: number): Promise<void> =>
+    attemptWithin(sub.handler(event, { attempt, group: sub.group }), sub.ackWaitMs ?? ackWaitMs, sub.group);
 
   const deadLetter = (sub: Sub, event: BusEvent, reason: string) => {
     dead.push({ group: sub.group, topic: sub.topic, reason, event, at: new Date().toISOString() });
@@ -198,7 +192,7 @@ export function createMemoryBus(opts: MemoryBusOptions): Bus {
     },
     subscribe(group: string, topic: Topic, handler: Handler, o: SubscribeOptions = {}): Subscription {
       if (subs.some((s) => s.group === group && s.topic === topic && !s.stopped)) throw new Error(`bus: group ${group} already subscribed to ${topic} in this process`);
-      const sub: Sub = { group, topic, handler, concurrency: o.concurrency ?? 16, maxDeliver: o.maxDeliver ?? opts.maxDeliver, stopped: false, inFlight: new Set() };
+      const sub: Sub = { group, topic, handler, concurrency: o.concurrency ?? 16, maxDeliver: o.maxDeliver ?? opts.maxDeliver, ackWaitMs: o.ackWaitMs, stopped: false, inFlight: new Set() };
       subs.push(sub);
       return {
         group,

@@ -86,6 +86,8 @@ export interface SubscribeOptions {
   maxDeliver?: number;
   /** events fetched per pull */
   batch?: number;
+  /** a handler attempt not settled by then counts as failed and is redelivered (default 30 s) */
+  ackWaitMs?: number;
 }
 
 export interface Subscription {
