@@ -8,6 +8,9 @@ import { spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { startServer } from './server.js';
+import { loadConfig } from './config/index.js';
+import { createTestDatabase, PERMISSIVE_FRAUD_RULES, until } from './test-support/platform.js';
 
 const dataDir = mkdtempSync(join(tmpdir(), 'wallet-embedded-'));
 // mkdtemp makes the folder private to us; PostgreSQL runs as its own OS user when we are root
@@ -76,6 +79,27 @@ describe('the embedded default (npm start)', () => {
       expect(wallets.json.wallets[0].available).toBe(750);
     } finally {
       expect(await second.stop()).toBe(0);
+    }
+  });
+});
+
+describe('a process without the api role', () => {
+  it('answers its probes and Prometheus on PORT, with its own metrics, and nothing of the API', async () => {
+    const db = await createTestDatabase();
+    const config = loadConfig({ NODE_ENV: 'test', LOG_LEVEL: 'silent', DATABASE_URL: db.url, PORT: '0', FRAUD_RULES_FILE: PERMISSIVE_FRAUD_RULES, RELAY_POLL_MS: '50' });
+    const server = await startServer(config, ['relay', 'notify', 'workers', 'maintenance']);
+    try {
+      expect(server.url).toBeUndefined();
+      const base = server.operationsUrl!;
+      expect(base).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/);
+      expect((await call(base, 'GET', '/healthz')).status).toBe(200);
+      expect((await call(base, 'GET', '/readyz')).json).toMatchObject({ status: 'ready' });
+      // the relay reports its lag once it has looked at the outbox
+      await until(async () => /^relay_oldest_unsent_age_seconds\{cluster="main"\} \d/m.test(await (await fetch(`${base}/metrics`)).text()), 10_000, "the relay's lag in /metrics");
+      expect((await call(base, 'GET', '/v1/me')).status).toBe(404);
+    } finally {
+      await server.stop();
+      await db.drop();
     }
   });
 });

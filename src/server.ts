@@ -4,7 +4,7 @@
  * process when both run together (the default), and listens on FRAUD_PORT for api processes
  * (FRAUD_URL) when it runs without `api`. `gateway` arrives with its issue.
  */
-import type { FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyInstance } from 'fastify';
 import { listenHost, publicBaseUrl, type Config, type Role } from './config/index.js';
 import { resolveDatabase } from './db/resolve.js';
 import { migrate } from './db/migrate.js';
@@ -18,11 +18,14 @@ import { createLogger } from './observability/logger.js';
 import { createWarmer, settleWithin, type Warming } from './cache/warming.js';
 import { eventTasks, startEventRoles, type EventRoles } from './events/roles.js';
 import { startFraudServer } from './fraud/remote.js';
+import { operationsRoutes } from './observability/routes.js';
 
 export interface RunningServer {
   platform: Platform;
   app?: FastifyInstance;
   url?: string;
+  /** a process without the api role: where its /healthz, /readyz and /metrics answer */
+  operationsUrl?: string;
   stop(): Promise<void>;
 }
 
@@ -34,6 +37,7 @@ export async function startServer(config: Config, roles: readonly Role[] = confi
   let events: EventRoles | undefined;
   let fraudServer: { app: FastifyInstance; url: string } | undefined;
   let failover: FailoverManager | undefined;
+  let ops: FastifyInstance | undefined;
   try {
     const topology = database.topology ?? resolveTopology(config, database.url);
     platform = createPlatform(config, { topology, log });
@@ -76,17 +80,31 @@ export async function startServer(config: Config, roles: readonly Role[] = confi
       const port = (app.server.address() as { port: number }).port;
       url = publicBaseUrl(config, port);
     }
+    // A process without the API (relay, notify, workers, maintenance, fraud on their own) still
+    // answers its probes and Prometheus on PORT: /healthz, /readyz, /metrics. Its alerts
+    // (relay lag, queue depth, dead letters) are its metrics.
+    let operationsUrl: string | undefined;
+    if (!app) {
+      const opsServer = Fastify({ loggerInstance: log, logController: new LogController({ disableRequestLogging: true }) });
+      ops = opsServer as unknown as FastifyInstance;
+      await opsServer.register(operationsRoutes(platform));
+      await opsServer.listen({ port: config.port, host: listenHost(config) });
+      operationsUrl = publicBaseUrl(config, (opsServer.server.address() as { port: number }).port);
+    }
     const p = platform;
     const ev = events;
+    const opsApp = ops;
     const fraud = fraudServer;
     const fo = failover;
     return {
       platform: p,
       app,
       url,
+      operationsUrl,
       async stop() {
         await fo?.stop(); // first: nodes stopping on purpose are no failure to act on
         await app?.close(); // stop accepting, finish requests in flight
+        await opsApp?.close();
         await fraud?.app.close();
         await ev.stop(); // the relay stops between batches, consumers finish what they hold
         await warming?.stop();
@@ -97,6 +115,7 @@ export async function startServer(config: Config, roles: readonly Role[] = confi
     };
   } catch (err) {
     await failover?.stop();
+    await ops?.close().catch(() => undefined);
     await fraudServer?.app.close().catch(() => undefined);
     await events?.stop().catch(() => undefined);
     await warming?.stop();

@@ -36,7 +36,7 @@ program
     if (server.url) {
       process.stdout.write(`\nwallet platform listening on ${server.url}\n  API:  ${server.url}/v1\n  docs: ${server.url}/docs\n  roles: ${config.roles.join(', ')}\n\n`);
     } else {
-      process.stdout.write(`wallet platform running roles: ${config.roles.join(', ')}\n`);
+      process.stdout.write(`wallet platform running roles: ${config.roles.join(', ')}\n  health and metrics: ${server.operationsUrl}/healthz, /readyz, /metrics\n`);
     }
     let stopping = false;
     const shutdown = (signal: string) => {
