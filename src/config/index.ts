@@ -97,6 +97,8 @@ const settings = {
   httpMoneyConcurrency: ['HTTP_MONEY_CONCURRENCY', Int(1, 1_000_000, 256)],
   httpMoneyQueueMax: ['HTTP_MONEY_QUEUE_MAX', Int(0, 10_000_000, 4096)],
   maxAmountMinor: ['MAX_AMOUNT_MINOR', Int(1, Number.MAX_SAFE_INTEGER, 100_000_000)],
+  // cards a user may hold at once (removed ones do not count)
+  paymentMethodsMax: ['PAYMENT_METHODS_MAX', Int(1, 1000, 20)],
   idempotencyTtlHours: ['IDEMPOTENCY_TTL_HOURS', Int(24, 24 * 30, 48)],
   idempotencyInFlightMax: ['IDEMPOTENCY_IN_FLIGHT_MAX', Int(100, 10_000_000, 100_000)],
   holdExpiryMinutes: ['HOLD_EXPIRY_MINUTES', Int(1, 60 * 24 * 30, 7 * 24 * 60)],

@@ -33,6 +33,7 @@ export function paymentMethodRoutes(p: Platform): FastifyPluginAsyncTypebox {
     app.post('/payment-methods', { schema: { tags, summary: 'Add a card (tokenized in the vault)', security: Bearer, body: AddCard, response: { 201: PaymentMethodSchema, ...problems(400, 401, 422) } } }, async (req, reply) => {
       const me = req.principal!;
       const result = await methods.addCard(me.userId, me.shard, req.body);
+      if (!result.ok && result.error === 'too_many') throw new ProblemError('limit_exceeded', `You have ${p.config.paymentMethodsMax} payment methods, the most one user may hold; remove one to add another.`);
       if (!result.ok) throw new ProblemError('card_invalid', result.error === 'expired' ? 'The card has expired.' : 'The card number is not valid.');
       return reply.code(201).send(result.value);
     });

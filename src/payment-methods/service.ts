@@ -29,7 +29,7 @@ const fromRow = (r: Record<string, unknown>): PaymentMethod => ({
   createdAt: r.created_at as Date,
 });
 
-export type AddCardResult = { ok: true; value: PaymentMethod } | { ok: false; error: 'invalid_number' | 'expired' };
+export type AddCardResult = { ok: true; value: PaymentMethod } | { ok: false; error: 'invalid_number' | 'expired' | 'too_many' };
 
 export function createPaymentMethodService(p: Platform) {
   const sqlOf = (shard: number) => p.db.forShard(shard).sql;
@@ -38,14 +38,23 @@ export function createPaymentMethodService(p: Platform) {
       // The CVC is checked for shape by the schema and then dropped: it is never stored.
       if (!luhnValid(card.number)) return { ok: false, error: 'invalid_number' };
       if (isExpired(card.expMonth, card.expYear)) return { ok: false, error: 'expired' };
-      const sql = sqlOf(shard);
-      const token = await p.vault.tokenize(sql, shard, card.number);
-      const [row] = await sql`
-        insert into payment_methods (id, shard, user_id, type, vault_token, brand, last4, exp_month, exp_year, bin_country)
-        values (${newId('pm', shard)}, ${shard}, ${userId}, 'card', ${token}, ${brandOf(card.number)}, ${card.number.slice(-4)}, ${card.expMonth}, ${card.expYear}, ${binCountryOf(card.number)})
-        returning *`;
+      const row = await sqlOf(shard).begin(async (tx) => {
+        // the user's row orders their additions, so the count holds until this one commits (a
+        // missing user leaves the insert to fail on its foreign key: 401, src/app.ts)
+        await tx`select 1 from users where id = ${userId} for update`;
+        const [{ n }] = (await tx`select count(*)::int as n from payment_methods where user_id = ${userId} and deleted_at is null`) as unknown as [{ n: number }];
+        if (n >= p.config.paymentMethodsMax) return undefined;
+        // in the same transaction: a refused card leaves nothing in the vault
+        const token = await p.vault.tokenize(tx, shard, card.number);
+        const [inserted] = await tx`
+          insert into payment_methods (id, shard, user_id, type, vault_token, brand, last4, exp_month, exp_year, bin_country)
+          values (${newId('pm', shard)}, ${shard}, ${userId}, 'card', ${token}, ${brandOf(card.number)}, ${card.number.slice(-4)}, ${card.expMonth}, ${card.expYear}, ${binCountryOf(card.number)})
+          returning *`;
+        return inserted!;
+      });
+      if (!row) return { ok: false, error: 'too_many' };
       await p.cache.invalidate([cacheKey.paymentMethods(userId)]);
-      return { ok: true, value: fromRow(row!) };
+      return { ok: true, value: fromRow(row) };
     },
 
     list(userId: string, shard: number): Promise<PaymentMethod[]> {

@@ -3,6 +3,7 @@ import { Writable } from 'node:stream';
 import { addCard, balance, createTestPlatform, idemKey, moneyPost, signUp, type TestPlatform } from '../test-support/platform.js';
 import { TEST_CARDS, createNetworkSimulator } from '../network/index.js';
 import { createLogger } from '../observability/logger.js';
+import { shardOf } from '../shared/ids.js';
 
 let t: TestPlatform;
 let logText = '';
@@ -58,6 +59,25 @@ describe('payment methods', () => {
     expect((await t.app.inject({ method: 'DELETE', url: `/v1/payment-methods/${pm}`, headers: u.auth })).statusCode).toBe(404);
     const topup = await moneyPost(t.app, u, '/v1/topups', { paymentMethodId: pm, amount: 100, currency: 'USD' });
     expect(topup.statusCode).toBe(404);
+  });
+
+  it('holds at most PAYMENT_METHODS_MAX cards per user, exactly, even when added at once, and nothing of a refused card is stored', async () => {
+    const max = t.config.paymentMethodsMax;
+    const u = await signUp(t.app);
+    for (let i = 0; i < max - 2; i++) await addCard(t.app, u);
+    const sql = t.platform.db.forShard(shardOf(u.id)).sql;
+    const vaulted = async () => Number((await sql`select count(*)::int as n from vault_cards`)[0]!.n);
+    const before = await vaulted();
+    const add = () => t.app.inject({ method: 'POST', url: '/v1/payment-methods', headers: u.auth, payload: { type: 'card', number: TEST_CARDS.visa, expMonth: 12, expYear: 2099, cvc: '123' } });
+    const answers = await Promise.all(Array.from({ length: 5 }, add));
+    expect(answers.map((r) => r.statusCode).sort()).toEqual([201, 201, 422, 422, 422]);
+    expect(answers.find((r) => r.statusCode === 422)!.json()).toMatchObject({ code: 'limit_exceeded' });
+    expect(await vaulted()).toBe(before + 2);
+    const cards = (await t.app.inject({ method: 'GET', url: '/v1/payment-methods', headers: u.auth })).json().paymentMethods as { id: string }[];
+    expect(cards).toHaveLength(max);
+    // a removed card frees its place
+    expect((await t.app.inject({ method: 'DELETE', url: `/v1/payment-methods/${cards[0]!.id}`, headers: u.auth })).statusCode).toBe(204);
+    expect((await add()).statusCode).toBe(201);
   });
 });
 

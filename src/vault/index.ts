@@ -6,7 +6,7 @@
  * payment-network adapter; nothing here logs.
  */
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
-import type { Db, Sql } from '../db/index.js';
+import type { Db, Queryable, Sql } from '../db/index.js';
 import { newId } from '../shared/ids.js';
 
 export interface KeyRing {
@@ -47,7 +47,7 @@ export function open(key: Buffer, sealed: Buffer, aad: string): Buffer {
 
 export interface Vault {
   /** stores a card number, returns its token */
-  tokenize(sql: Sql, shard: number, pan: string): Promise<string>;
+  tokenize(sql: Queryable, shard: number, pan: string): Promise<string>;
   /** the clear card number, for the payment-network adapter only */
   reveal(sql: Sql, token: string): Promise<string>;
   /** re-wraps every data key not yet under the active KEK; returns how many */
