@@ -16,6 +16,7 @@
  */
 import type { EventMetrics } from '../observability/metrics.js';
 import { attemptWithin, decideFailure } from './handling.js';
+import { Fifo } from '../shared/fifo.js';
 import {
   type Bus,
   type BusEvent,
@@ -60,9 +61,8 @@ interface Sub {
  */
 export class DedupWindow {
   private readonly seen = new Map<string, number>();
-  private ids: (string | undefined)[] = [];
-  private exps: number[] = [];
-  private head = 0;
+  /** [id, expiry] in the order they came */
+  private readonly order = new Fifo<readonly [string, number]>();
   /** maxIds: the window also ends after this many newer ids (bounds memory under a flood) */
   constructor(private readonly windowMs: number, private readonly maxIds = 1_000_000) {}
   has(id: string, now = Date.now()): boolean {
@@ -75,24 +75,17 @@ export class DedupWindow {
     if (this.has(id, now)) return false;
     const exp = now + this.windowMs;
     this.seen.set(id, exp);
-    this.ids.push(id);
-    this.exps.push(exp);
+    this.order.push([id, exp]);
     return true;
   }
   get size(): number {
     return this.seen.size;
   }
   private expire(now: number): void {
-    while (this.head < this.ids.length && (this.exps[this.head]! <= now || this.seen.size >= this.maxIds)) {
-      const id = this.ids[this.head]!;
+    for (let oldest = this.order.peek(); oldest && (oldest[1] <= now || this.seen.size >= this.maxIds); oldest = this.order.peek()) {
+      this.order.shift();
       // an id added again after it expired has a newer entry further back: that one stays
-      if (this.seen.get(id) === this.exps[this.head]) this.seen.delete(id);
-      this.ids[this.head++] = undefined;
-    }
-    if (this.head >= 1024 && this.head * 2 >= this.ids.length) {
-      this.ids = this.ids.slice(this.head);
-      this.exps = this.exps.slice(this.head);
-      this.head = 0;
+      if (this.seen.get(oldest[0]) === oldest[1]) this.seen.delete(oldest[0]);
     }
   }
 }
@@ -265,34 +258,26 @@ class DueHeap {
 const before = (x: Entry, y: Entry) => x.dueAt < y.dueAt || (x.dueAt === y.dueAt && x.seq < y.seq);
 
 /**
- * One priority's jobs: those due now in a FIFO (an array read from a moving head), those
+ * One priority's jobs: those due now in a FIFO, those
  * delayed in a heap, those leased counted. Taking, acking and retrying are O(1) or O(log n) at
  * any depth; the queue was one array scanned from its start by every take and spliced by every
  * ack, which at a deep queue (a spike, a mail server down) cost O(depth) each.
  */
 class PriorityQueue {
-  private ready: (Entry | undefined)[] = [];
-  private head = 0;
+  private readonly ready = new Fifo<Entry>();
   private readonly delayed = new DueHeap();
   leased = 0;
   get depth(): number {
-    return this.ready.length - this.head + this.delayed.size + this.leased;
+    return this.ready.length + this.delayed.size + this.leased;
   }
   add(e: Entry, now: number): void {
     if (e.dueAt <= now) this.ready.push(e);
     else this.delayed.push(e);
   }
   take(max: number, now: number): Entry[] {
-    for (let e = this.delayed.peek(); e && e.dueAt <= now; e = this.delayed.peek()) this.ready.push(this.delayed.pop());
+    for (let e = this.delayed.peek(); e && e.dueAt <= now; e = this.delayed.peek()) this.ready.push(this.delayed.pop()!);
     const out: Entry[] = [];
-    while (out.length < max && this.head < this.ready.length) {
-      out.push(this.ready[this.head]!);
-      this.ready[this.head++] = undefined;
-    }
-    if (this.head >= 1024 && this.head * 2 >= this.ready.length) {
-      this.ready = this.ready.slice(this.head);
-      this.head = 0;
-    }
+    while (out.length < max && this.ready.length) out.push(this.ready.shift()!);
     return out;
   }
 }

@@ -25,6 +25,7 @@ import client from 'prom-client';
 import type { Config } from '../config/index.js';
 import { problem } from './problem.js';
 import { problems } from './schemas.js';
+import { Fifo } from '../shared/fifo.js';
 
 export interface ShedLimits {
   readsPerSecond: number;
@@ -86,25 +87,15 @@ export function registerShedding(app: FastifyInstance, limits: ShedLimits, regis
   const full = JSON.stringify(problem('unavailable', 'The platform is busy; retry with the same Idempotency-Key after the time in Retry-After.'));
   let inFlight = 0;
   let moneyActive = 0;
-  const waiting: Waiting[] = [];
-  let waitingHead = 0;
+  const waiting = new Fifo<Waiting>();
 
   const admitNext = () => {
-    while (moneyActive < limits.moneyConcurrency && waitingHead < waiting.length) {
-      const next = waiting[waitingHead]!;
-      waiting[waitingHead++] = undefined as unknown as Waiting;
+    while (moneyActive < limits.moneyConcurrency && waiting.length) {
+      const next = waiting.shift()!;
       if (next.gone) continue;
       moneyActive++;
       next.admitted = true;
       next.admit();
-    }
-    // drop the admitted prefix: at once when drained, in one splice when it is most of the array
-    if (waitingHead === waiting.length) {
-      waiting.length = 0;
-      waitingHead = 0;
-    } else if (waitingHead > 1024 && waitingHead * 2 > waiting.length) {
-      waiting.splice(0, waitingHead);
-      waitingHead = 0;
     }
   };
 
@@ -141,7 +132,7 @@ export function registerShedding(app: FastifyInstance, limits: ShedLimits, regis
     }
     let queued: Waiting | undefined;
     if (money && moneyActive >= limits.moneyConcurrency) {
-      if (waiting.length - waitingHead >= limits.moneyQueueMax) {
+      if (waiting.length >= limits.moneyQueueMax) {
         shed.inc({ class: 'money', reason: 'queue_full' });
         reply.code(503).header('retry-after', '1').type('application/problem+json').send(full);
         return;
