@@ -12,19 +12,19 @@ import { ProblemError } from './problem.js';
 const DETAIL = 'Text may not contain the NUL character (U+0000).';
 
 /** true when the URL, decoded, would carry a NUL */
-export function urlHasNul(url: string): boolean {
+function urlHasNul(url: string): boolean {
   return url.includes('%00');
 }
 
 /** whether a parsed JSON value holds a NUL in any string, key or value */
-export function hasNul(value: unknown): boolean {
+function hasNul(value: unknown): boolean {
   if (typeof value === 'string') return value.includes('\u0000');
   if (Array.isArray(value)) return value.some(hasNul);
   if (value !== null && typeof value === 'object') return Object.entries(value).some(([k, v]) => k.includes('\u0000') || hasNul(v));
   return false;
 }
 
-/** Registers the checks: the URL in the first onRequest hook, JSON bodies in their parser. */
+/** Registers the checks: the URL in an onRequest hook (before authentication), JSON bodies in their parser. */
 export function refuseNul(app: FastifyInstance): void {
   app.addHook('onRequest', (req: FastifyRequest, _reply, done) => done(urlHasNul(req.url) ? new ProblemError('validation_failed', DETAIL) : undefined));
   const parseJson = app.getDefaultJsonParser('error', 'error');

@@ -42,8 +42,8 @@ export function createPaymentMethodService(p: Platform) {
         // the user's row orders their additions, so the count holds until this one commits (a
         // missing user leaves the insert to fail on its foreign key: 401, src/app.ts)
         await tx`select 1 from users where id = ${userId} for update`;
-        const [{ n }] = (await tx`select count(*)::int as n from payment_methods where user_id = ${userId} and deleted_at is null`) as unknown as [{ n: number }];
-        if (n >= p.config.paymentMethodsMax) return undefined;
+        const [held] = await tx<{ n: number }[]>`select count(*)::int as n from payment_methods where user_id = ${userId} and deleted_at is null`;
+        if (held!.n >= p.config.paymentMethodsMax) return undefined;
         // in the same transaction: a refused card leaves nothing in the vault
         const token = await p.vault.tokenize(tx, shard, card.number);
         const [inserted] = await tx`
