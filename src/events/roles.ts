@@ -10,7 +10,7 @@
  */
 import type { Role } from '../config/index.js';
 import type { Platform } from '../platform.js';
-import type { MaintenanceTask } from '../maintenance/index.js';
+import { purgeInBatches, type MaintenanceTask } from '../maintenance/index.js';
 import { createNotifications } from '../notify/index.js';
 import { webhookConsumers, webhookJobHandlers, webhookTasks } from '../webhooks/index.js';
 import { auditConsumers } from '../audit/consumer.js';
@@ -54,22 +54,19 @@ export function startEventRoles(p: Platform, roles: readonly Role[]): EventRoles
 
 /** housekeeping of the backbone's tables, run by the maintenance role */
 export function eventTasks(p: Platform): MaintenanceTask[] {
-  const PURGE_BATCH = 10_000;
   return [
     {
       name: 'outbox-purge',
       run: async (c, now) => {
         const cutoff = new Date(now.getTime() - p.config.outboxRetentionHours * 3_600_000);
-        const rows = await c.sql`delete from outbox where seq = any(array(select seq from outbox where sent_at < ${cutoff} limit ${PURGE_BATCH})) returning 1`;
-        return rows.length;
+        return purgeInBatches(async (limit) => (await c.sql`delete from outbox where seq = any(array(select seq from outbox where sent_at < ${cutoff} limit ${limit})) returning 1`).length);
       },
     },
     {
       name: 'inbox-purge',
       run: async (c, now) => {
         const cutoff = new Date(now.getTime() - p.config.inboxRetentionDays * 86_400_000);
-        const rows = await c.sql`delete from consumer_inbox where ctid = any(array(select ctid from consumer_inbox where at < ${cutoff} limit ${PURGE_BATCH})) returning 1`;
-        return rows.length;
+        return purgeInBatches(async (limit) => (await c.sql`delete from consumer_inbox where ctid = any(array(select ctid from consumer_inbox where at < ${cutoff} limit ${limit})) returning 1`).length);
       },
     },
     ...webhookTasks(p),

@@ -4,7 +4,7 @@ import { createTestDatabase, createTestPlatform, fund, idemKey, moneyPost, regio
 import { createPlatform } from '../platform.js';
 import { loadConfig } from '../config/index.js';
 import { createLogger } from '../observability/logger.js';
-import { coreTasks, runMaintenanceRound } from './index.js';
+import { coreTasks, PURGE_BATCH, runMaintenanceRound } from './index.js';
 import { listPartitions, partitionName } from '../db/partitions.js';
 
 let t: TestPlatform;
@@ -46,6 +46,16 @@ describe('maintenance role', () => {
     expect(await count()).toBe(1);
     await runMaintenanceRound(t.platform, coreTasks(t.platform), new Date(Date.now() + 25 * 3_600_000));
     expect(await count()).toBe(0);
+  });
+
+  it('purges more than one batch in a round: a table written faster than a batch a round still drains', async () => {
+    const sql = t.platform.db.clusters[0]!.sql;
+    const n = PURGE_BATCH * 2 + 500;
+    await sql`insert into idempotency_keys (user_id, key, shard, request_hash, status_code, response, created_at)
+      select 'usr_bulk', 'bulk-' || i, 1, 'h', 201, '{}', now() - interval '3 days' from generate_series(1, ${n}) i`;
+    const report = await runMaintenanceRound(t.platform, coreTasks(t.platform));
+    expect(report.main!['idempotency-purge']).toBeGreaterThanOrEqual(n);
+    expect((await sql`select count(*)::int as n from idempotency_keys where user_id = 'usr_bulk'`)[0]!.n).toBe(0);
   });
 
   it("keeps a cross-cluster credit's refusal past the time to live, and purges its credits", async () => {

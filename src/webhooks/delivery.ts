@@ -14,7 +14,7 @@
 import client from 'prom-client';
 import type { Cluster, Sql } from '../db/index.js';
 import type { JobHandler, LeasedJob } from '../events/types.js';
-import type { MaintenanceTask } from '../maintenance/index.js';
+import { purgeInBatches, type MaintenanceTask } from '../maintenance/index.js';
 import type { Platform } from '../platform.js';
 import { parseId } from '../shared/ids.js';
 import { urlPolicy } from './addresses.js';
@@ -31,7 +31,6 @@ const SWEEP_OVERDUE_MS = 60_000;
 export const SWEEP_BATCH = 1000;
 /** delivered and dead deliveries are kept this long (the dead-letter list included), then purged */
 export const DELIVERY_RETENTION_DAYS = 30;
-const PURGE_BATCH = 10_000;
 
 /** Full-jitter exponential backoff before attempt n+1, n = attempts made in the window (≥ 1). */
 export function retryDelayMs(attemptsInWindow: number, baseMs: number, maxDelayMs: number, random: () => number = Math.random): number {
@@ -173,11 +172,10 @@ export function webhookPurge(): MaintenanceTask {
     run: async (cluster, now) => {
       const cutoff = new Date(now.getTime() - DELIVERY_RETENTION_DAYS * 86_400_000);
       // index webhook_deliveries_finished_age
-      const rows = await cluster.sql`
+      return purgeInBatches(async (limit) => (await cluster.sql`
         delete from webhook_deliveries where id = any(array(
-          select id from webhook_deliveries where status <> 'pending' and created_at < ${cutoff} limit ${PURGE_BATCH}))
-        returning 1`;
-      return rows.length;
+          select id from webhook_deliveries where status <> 'pending' and created_at < ${cutoff} limit ${limit}))
+        returning 1`).length);
     },
   };
 }
