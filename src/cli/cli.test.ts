@@ -151,6 +151,26 @@ describe('wallet vault rotate-kek', () => {
   });
 });
 
+describe('KEK rotation over many cards', () => {
+  it('re-wraps every card in batches, each batch starting where the last one ended', async () => {
+    const url = await database();
+    const keyA = randomBytes(32).toString('base64');
+    const keyB = randomBytes(32).toString('base64');
+    const n = 1_234; // three batches of at most 500
+    await withPlatform(url, { VAULT_KEKS: `A:${keyA}` }, async (p) => {
+      const sql = p.db.clusters[0]!.sql;
+      for (let i = 0; i < n; i++) await p.vault.tokenize(sql, 1, TEST_CARDS.visa);
+    });
+    await withPlatform(url, { VAULT_KEKS: `A:${keyA},B:${keyB}`, VAULT_ACTIVE_KEK: 'B' }, async (p) => {
+      const progress: number[] = [];
+      expect(await p.vault.rotateKek(p.db, (done) => progress.push(done))).toEqual({ rewrapped: n, activeKek: 'B' });
+      expect(progress).toEqual([500, 1_000, n]);
+      const left = await p.db.clusters[0]!.sql`select count(*)::int as n from vault_cards where kek_id <> 'B'`;
+      expect(left[0]!.n).toBe(0);
+    });
+  });
+});
+
 describe('wallet audit verify', () => {
   it('exits 0 on an untouched chain, printing its head, and 2 once a record is deleted, naming the gap', async () => {
     const url = await database();

@@ -86,10 +86,14 @@ export function createVault(ring: KeyRing): Vault {
       const totals = await Promise.all(db.clusters.map(async (c) => Number((await c.sql`select count(*)::int as n from vault_cards where kek_id <> ${ring.activeId}`)[0]!.n)));
       const total = totals.reduce((a, b) => a + b, 0);
       for (const c of db.clusters) {
+        // in token order from where the last batch ended: the cards done are a prefix, which a
+        // batch starting over would walk again (n² / 500 rows read for n cards)
+        let after = '';
         for (;;) {
           const n = await c.sql.begin(async (tx) => {
             const rows = await tx<{ token: string; kek_id: string; wrapped_dek: Buffer }[]>`
-              select token, kek_id, wrapped_dek from vault_cards where kek_id <> ${ring.activeId} order by token limit 500 for update skip locked`;
+              select token, kek_id, wrapped_dek from vault_cards where kek_id <> ${ring.activeId} and token > ${after} order by token limit 500 for update skip locked`;
+            if (rows.length) after = rows[rows.length - 1]!.token;
             for (const r of rows) {
               const dek = open(kek(r.kek_id), r.wrapped_dek, `${r.token}:dek`);
               const wrapped = seal(kek(ring.activeId), dek, `${r.token}:dek`);
