@@ -89,7 +89,8 @@ export async function startServer(config: Config, roles: readonly Role[] = confi
       ops = opsServer as unknown as FastifyInstance;
       await opsServer.register(operationsRoutes(platform));
       await opsServer.listen({ port: config.port, host: listenHost(config) });
-      operationsUrl = publicBaseUrl(config, (opsServer.server.address() as { port: number }).port);
+      // its own address, not PUBLIC_BASE_URL (the API's, behind the load balancer)
+      operationsUrl = `http://${config.host ?? '127.0.0.1'}:${(opsServer.server.address() as { port: number }).port}`;
     }
     const p = platform;
     const ev = events;
