@@ -2,7 +2,8 @@ import { describe, expect, it } from 'vitest';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ConfigError, DEV_SECRETS, loadConfig } from './index.js';
+import fc from 'fast-check';
+import { CONFIG_VARIABLES, ConfigError, DEV_SECRETS, loadConfig } from './index.js';
 
 const secrets = {
   JWT_SECRET: 'a-production-jwt-secret-of-sufficient-length-1234',
@@ -47,5 +48,32 @@ describe('configuration', () => {
     expect(() => loadConfig({ NODE_ENV: 'production', ...secrets, VAULT_KEKS: `${secrets.VAULT_KEKS},${DEV_SECRETS.vaultKeks}` })).toThrow(/VAULT_KEKS/);
     const c = loadConfig({ NODE_ENV: 'production', ...secrets });
     expect(c.nodeEnv).toBe('production');
+  });
+});
+
+describe('configuration under random environments', () => {
+  it('either loads, frozen, or refuses with a ConfigError that names the variable', () => {
+    const names = CONFIG_VARIABLES.filter((n) => n !== 'WALLET_CONFIG');
+    const value = fc.oneof(
+      fc.constantFrom('', ' ', '0', '-1', '1', '1.5', '1e3', '99999999999999999999', 'true', 'false', 'yes', 'null', 'api', 'api,bogus', ',', 'postgres://x', 'redis://', 'http://', 'nats://a:b', 'production', 'test', 'debug', 'k1:AAAA', '\u0000'),
+      fc.integer().map(String),
+      fc.string({ maxLength: 30 }),
+    );
+    const known = new Set(names);
+    fc.assert(
+      fc.property(fc.dictionary(fc.constantFrom(...names), value, { maxKeys: 6 }), (env) => {
+        let config;
+        try {
+          config = loadConfig(env);
+        } catch (err) {
+          expect(err, String(err)).toBeInstanceOf(ConfigError);
+          const named = /^([A-Z0-9_]+): /.exec((err as Error).message)?.[1];
+          expect(named && known.has(named), (err as Error).message).toBe(true);
+          return;
+        }
+        expect(Object.isFrozen(config)).toBe(true);
+      }),
+      { numRuns: 2_000 },
+    );
   });
 });

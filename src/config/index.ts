@@ -175,6 +175,9 @@ const ConfigSchema = Type.Object(
 );
 export type Config = Readonly<Static<typeof ConfigSchema>>;
 
+/** every environment variable the configuration reads */
+export const CONFIG_VARIABLES: readonly string[] = Object.values(settings).map(([name]) => name);
+
 export class ConfigError extends Error {
   override name = 'ConfigError';
 }
