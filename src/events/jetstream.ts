@@ -52,7 +52,6 @@ import {
 } from './types.js';
 
 const ms = (n: number) => n * 1_000_000; // JetStream durations are nanoseconds
-const CONSUMER_ACK_WAIT_MS = 30_000;
 const ACK_WAIT_MARGIN_MS = 5_000;
 const JOB_ACK_WAIT_MS = 60_000;
 const DEAD_LETTER_MAX_AGE_DAYS = 30;
@@ -223,7 +222,7 @@ export function createJetStreamBackbone(config: Config, log: Logger, metrics?: E
   function consumeGroup(group: string, topic: Topic, handler: Handler, o: SubscribeOptions): Subscription {
     const maxDeliver = o.maxDeliver ?? config.busMaxDeliver;
     const concurrency = o.concurrency ?? 64;
-    const ackWaitMs = o.ackWaitMs ?? CONSUMER_ACK_WAIT_MS;
+    const ackWaitMs = o.ackWaitMs ?? config.busAckWaitMs;
     let stopped = false;
     let messages: ConsumerMessages | undefined;
     const chains = new Map<string, Promise<void>>();
