@@ -128,6 +128,8 @@ const settings = {
   busMaxAgeDays: ['BUS_MAX_AGE_DAYS', Int(1, 365, 7)],
   // in-process bus: a handler attempt not finished by then is redelivered (JetStream's ack_wait)
   busAckWaitMs: ['BUS_ACK_WAIT_MS', Int(100, 600_000, 30_000)],
+  // in-process job queue (no NATS_URL): jobs held at most, over all priorities (an email job is 1-2 KB)
+  jobsMemoryMax: ['JOBS_MEMORY_MAX', Int(1000, 10_000_000, 1_000_000)],
   relayBatchSize: ['RELAY_BATCH_SIZE', Int(1, 10_000, 1000)],
   relayPollMs: ['RELAY_POLL_MS', Int(1, 60_000, 20)],
   relayLanes: ['RELAY_LANES', Int(1, 1000, 16)],

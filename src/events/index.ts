@@ -15,6 +15,6 @@ export function createBackbone(config: Config, log: Logger, metrics?: EventMetri
   if (config.natsUrl) return createJetStreamBackbone(config, log, metrics);
   return {
     bus: createMemoryBus({ maxDeliver: config.busMaxDeliver, dedupWindowMs: config.busDedupWindowMs, ackWaitMs: config.busAckWaitMs, metrics }),
-    jobs: createMemoryJobQueue({ dedupWindowMs: config.busDedupWindowMs }),
+    jobs: createMemoryJobQueue({ dedupWindowMs: config.busDedupWindowMs, maxDepth: config.jobsMemoryMax }),
   };
 }

@@ -4,6 +4,9 @@
  */
 import { describe, expect, test } from 'vitest';
 import { createMemoryBus, createMemoryJobQueue, DedupWindow } from './memory.js';
+import { createBackbone } from './index.js';
+import { loadConfig } from '../config/index.js';
+import { createLogger } from '../observability/logger.js';
 import type { BusEvent } from './types.js';
 
 const event = (id: string): BusEvent => ({ id, topic: 'transaction-events', key: 'usr_a', type: 'transfer.completed', shard: 1, at: new Date().toISOString(), payload: {} });
@@ -84,6 +87,12 @@ describe('the in-process job queue', () => {
     await new Promise((r) => setTimeout(r, 200));
     expect((await q.take('low', 10)).map((j) => j.job.id)).toEqual(['later']);
     expect(await q.depth()).toEqual({ high: 0, medium: 0, low: 3 });
+  });
+
+  test('holds at most JOBS_MEMORY_MAX jobs', async () => {
+    const { jobs } = createBackbone(loadConfig({ JOBS_MEMORY_MAX: '1000' }), createLogger('silent'));
+    await jobs.enqueue('low', Array.from({ length: 1_000 }, (_, i) => job(`bound-${i}`)));
+    await expect(jobs.enqueue('low', [job('one-more')])).rejects.toThrow('job queue full (1000 jobs)');
   });
 
   test('refuses a batch past its bound whole, and takes it once there is room', async () => {
