@@ -153,7 +153,7 @@ describe('every operation under random input', () => {
           assertAnswered(res, `${op.method} ${url} ${JSON.stringify(sent).slice(0, 200)} ${String(payload).slice(0, 300)}`);
         }),
         // the money operations get more runs: the ledger is where a half-written request would hurt
-        { numRuns: /^POST \/v1\/(transfers|payments|topups)$/.test(`${op.method} ${op.path}`) ? RUNS * 4 : RUNS },
+        { numRuns: /^POST \/v1\/(transfers|payments|topups)$/.test(`${op.method} ${op.path}`) ? RUNS * 8 : RUNS },
       );
     }
     // the fuzzing got past validation: money moved, and was refused for business reasons
