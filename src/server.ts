@@ -94,7 +94,6 @@ export async function startServer(config: Config, roles: readonly Role[] = confi
     }
     const p = platform;
     const ev = events;
-    const opsApp = ops;
     const fraud = fraudServer;
     const fo = failover;
     return {
@@ -105,7 +104,7 @@ export async function startServer(config: Config, roles: readonly Role[] = confi
       async stop() {
         await fo?.stop(); // first: nodes stopping on purpose are no failure to act on
         await app?.close(); // stop accepting, finish requests in flight
-        await opsApp?.close();
+        await ops?.close();
         await fraud?.app.close();
         await ev.stop(); // the relay stops between batches, consumers finish what they hold
         await warming?.stop();

@@ -7,6 +7,7 @@
  * remember, L2 is not read until the longest TTL has passed).
  */
 import { Redis, Cluster, type RedisOptions } from 'ioredis';
+import { within as deadline } from '../shared/deadline.js';
 
 /**
  * Fill unless the key was invalidated a moment ago: an invalidation leaves a short-lived
@@ -124,9 +125,8 @@ export function createL2(opts: L2Options): L2 {
 
   const within = async <T>(op: string, run: () => Promise<T>): Promise<T> => {
     const started = performance.now();
-    let timer: NodeJS.Timeout | undefined;
     try {
-      const result = await Promise.race([run(), new Promise<never>((_, fail) => (timer = setTimeout(() => fail(new Error(`redis ${op} timed out`)), opts.timeoutMs)))]);
+      const result = await deadline(run(), opts.timeoutMs, () => new Error(`redis ${op} timed out`));
       failures = 0;
       return result;
     } catch (err) {
@@ -143,7 +143,6 @@ export function createL2(opts: L2Options): L2 {
       }
       throw err;
     } finally {
-      clearTimeout(timer);
       opts.onLatency?.(op, (performance.now() - started) / 1000);
     }
   };

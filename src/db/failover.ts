@@ -18,6 +18,7 @@ import type { Logger } from '../observability/logger.js';
 import type { FailoverMetrics } from '../observability/metrics.js';
 import { setSyncStandbyNames, sqlLiteral, syncStandbyNames, type Durability } from './durability.js';
 import type { Topology } from './topology.js';
+import { within } from '../shared/deadline.js';
 
 export type FailoverMode = 'promote' | 'follow';
 
@@ -102,11 +103,9 @@ async function withClient<T>(url: string, timeoutMs: number, fn: (sql: postgres.
     onnotice: () => undefined,
     connection: { application_name: 'wallet-failover' },
   });
-  let timer: NodeJS.Timeout | undefined;
   try {
-    return await Promise.race([fn(sql), new Promise<never>((_, fail) => (timer = setTimeout(() => fail(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs)))]);
+    return await within(fn(sql), timeoutMs, () => new Error(`no answer within ${timeoutMs} ms`));
   } finally {
-    clearTimeout(timer);
     sql.end({ timeout: 0 }).catch(() => undefined);
   }
 }

@@ -13,6 +13,7 @@ import postgres from 'postgres';
 import type { Topology } from './topology.js';
 import { createShardRouter, type ShardOverride } from './shard-map.js';
 import { SHARD_COUNT } from '../shared/ids.js';
+import { within } from '../shared/deadline.js';
 
 export type Sql = postgres.Sql<{ bigint: bigint }>;
 /** a pool or a transaction: what a function that only runs queries takes */
@@ -78,16 +79,11 @@ export class DatabaseStuck extends Error {
  * its own deadline with the same recovery.
  */
 export function unlessStuck<T>(cluster: Pick<Cluster, 'name' | 'recyclePrimary'>, what: string, ms: number, work: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<never>((_, fail) => {
-    timer = setTimeout(() => {
-      cluster.recyclePrimary();
-      fail(new DatabaseStuck(cluster.name, what, ms));
-    }, ms);
-  });
-  // a late failure of the abandoned work is nobody's to handle any more
-  work.catch(() => undefined);
-  return Promise.race([work, late]).finally(() => clearTimeout(timer));
+  const stuck = () => {
+    cluster.recyclePrimary();
+    return new DatabaseStuck(cluster.name, what, ms);
+  };
+  return within(work, ms, stuck);
 }
 
 /**
@@ -285,8 +281,7 @@ class ClusterPools implements Cluster {
 }
 
 function withDeadline<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([p, new Promise<never>((_, fail) => (timer = setTimeout(() => fail(new Error(`no answer within ${ms} ms`)), ms)))]).finally(() => clearTimeout(timer));
+  return within(p, ms, () => new Error(`no answer within ${ms} ms`));
 }
 
 export function createDb(topology: Topology, opts: DbOptions): Db {
@@ -316,14 +311,11 @@ export function createDb(topology: Topology, opts: DbOptions): Db {
     async unreachable(timeoutMs = 2000) {
       const results = await Promise.all(
         clusters.map(async (c) => {
-          let timer: NodeJS.Timeout | undefined;
           try {
-            await Promise.race([c.sql`select 1`, new Promise((_, fail) => (timer = setTimeout(() => fail(new Error('timeout')), timeoutMs)))]);
+            await within(c.sql`select 1`, timeoutMs, () => new Error('timeout'));
             return undefined;
           } catch {
             return c.name;
-          } finally {
-            clearTimeout(timer);
           }
         }),
       );

@@ -9,6 +9,7 @@
  * whose map is stale therefore cannot write there: it learns, refreshes its map and goes again.
  */
 import type { Sql } from './index.js';
+import { within } from '../shared/deadline.js';
 
 export interface ShardOverride {
   cluster: string;
@@ -58,8 +59,7 @@ export async function readShardMap(clusters: readonly { name: string; sql: Sql }
 }
 
 function deadline<T>(p: Promise<T>, ms: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  return Promise.race([p, new Promise<never>((_, fail) => (timer = setTimeout(() => fail(new Error(`no answer within ${ms} ms`)), ms)))]).finally(() => clearTimeout(timer));
+  return within(p, ms, () => new Error(`no answer within ${ms} ms`));
 }
 
 export interface ShardRouter<C> {

@@ -1,5 +1,6 @@
 /** What both bus adapters do with a consumer's failure, and what a well-formed event is. */
 import { PoisonEvent, TOPICS, type BusEvent } from './types.js';
+import { within } from '../shared/deadline.js';
 
 /** redelivery backoff: 100 ms doubling per attempt, at most 30 s */
 export function redeliveryDelayMs(attempt: number, baseMs = 100): number {
@@ -31,12 +32,9 @@ export function isBusEvent(v: unknown): v is BusEvent {
 /**
  * A handler's attempt, failed when it has not settled within the ack wait (as JetStream counts
  * an attempt past ack_wait): one hung handler (a stuck connection) cannot hold its key's lane,
- * its concurrency slot or its publisher for ever. The abandoned attempt runs on; its late
- * failure is nobody's (consumers are idempotent, so its late success is harmless too).
+ * its concurrency slot or its publisher for ever. The abandoned attempt runs on (consumers are
+ * idempotent, so its late success is harmless too).
  */
 export function attemptWithin(work: Promise<void>, ackWaitMs: number, group: string): Promise<void> {
-  let timer: NodeJS.Timeout | undefined;
-  work.catch(() => undefined);
-  const late = new Promise<never>((_, fail) => (timer = setTimeout(() => fail(new Error(`${group}: not acknowledged within ${ackWaitMs} ms`)), ackWaitMs)));
-  return Promise.race([work, late]).finally(() => clearTimeout(timer));
+  return within(work, ackWaitMs, () => new Error(`${group}: not acknowledged within ${ackWaitMs} ms`));
 }

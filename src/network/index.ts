@@ -10,6 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { LRUCache } from 'lru-cache';
+import { within } from '../shared/deadline.js';
 
 export interface CardDetails {
   pan: string;
@@ -35,10 +36,7 @@ export class NetworkTimeout extends Error {
 
 /** Wraps any adapter so no call waits longer than timeoutMs. */
 export function withTimeout(network: PaymentNetwork, timeoutMs: number): PaymentNetwork {
-  const bound = <T>(p: Promise<T>): Promise<T> => {
-    let timer: NodeJS.Timeout;
-    return Promise.race([p, new Promise<never>((_, fail) => (timer = setTimeout(() => fail(new NetworkTimeout()), timeoutMs)))]).finally(() => clearTimeout(timer));
-  };
+  const bound = <T>(p: Promise<T>): Promise<T> => within(p, timeoutMs, () => new NetworkTimeout());
   return {
     authorize: (req) => bound(network.authorize(req)),
     capture: (ref, a) => bound(network.capture(ref, a)),
